@@ -1,0 +1,79 @@
+"""Checks on the data a user hands to SGD and the inference calls.
+
+Everything is checked before any kernel runs, so a mistake surfaces as a
+ValueError that names the argument, the row or index, and the numbers --
+never as a crash, a hang or a silent NaN deep inside training.
+"""
+
+import numpy as np
+
+
+def _unwrap(a):
+    """The array behind a network3-style shared variable, or ``a`` itself."""
+    if hasattr(a, "get_value"):
+        return a.get_value(borrow=True)
+    if hasattr(a, "eval") and not isinstance(a, np.ndarray):
+        return a.eval()
+    return a
+
+
+def as_x(x, name, n_in, dtype):
+    """x as a C-contiguous (n, n_in) array of ``dtype``, checked finite."""
+    x = np.asarray(_unwrap(x))
+    if x.dtype.kind not in "fiub":
+        raise ValueError("%s: x must hold numbers, got dtype %s" % (name, x.dtype))
+    if x.ndim == 1 and x.shape[0] == n_in:
+        x = x.reshape(1, n_in)
+    if x.ndim >= 2 and x.ndim != 2 and int(np.prod(x.shape[1:])) == n_in:
+        x = x.reshape(x.shape[0], n_in)
+    if x.ndim != 2:
+        raise ValueError("%s: x must be 2-D (rows, %d), got shape %s"
+                         % (name, n_in, x.shape))
+    if x.shape[1] != n_in:
+        raise ValueError("%s: x has %d columns but the first layer takes %d inputs"
+                         % (name, x.shape[1], n_in))
+    if x.dtype.kind == "f":
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            raise ValueError("%s: x row %d holds NaN or Inf" % (name, row))
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def as_labels(y, name, n_rows, n_classes):
+    """y as a C-contiguous int32 vector of labels in [0, n_classes)."""
+    y = np.asarray(_unwrap(y))
+    if y.ndim == 2 and 1 in y.shape:
+        y = y.reshape(-1)
+    if y.ndim != 1:
+        raise ValueError("%s: y must be 1-D labels, got shape %s" % (name, y.shape))
+    if y.shape[0] != n_rows:
+        raise ValueError("%s: x has %d rows but y has %d labels"
+                         % (name, n_rows, y.shape[0]))
+    if y.dtype.kind == "f":
+        # network3 keeps labels as floatX and casts them to int32
+        bad = ~np.isfinite(y) | (y != np.floor(y))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError("%s: label %d is %r, not an integer" % (name, i, y[i]))
+    elif y.dtype.kind not in "iub":
+        raise ValueError("%s: y must hold integer labels, got dtype %s" % (name, y.dtype))
+    if y.shape[0]:
+        bad = (y < 0) | (y >= n_classes)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError("%s: label %d is %r, outside [0, %d) (the softmax layer "
+                             "has %d outputs)" % (name, i, y[i].item(), n_classes, n_classes))
+    return np.ascontiguousarray(y, dtype=np.int32)
+
+
+def as_xy(data, name, n_in, n_classes, dtype):
+    """A checked (x, y) pair from network3's shared pair or NumPy arrays."""
+    try:
+        x, y = data
+    except (TypeError, ValueError):
+        raise ValueError("%s must be a pair (x, y), got %s"
+                         % (name, type(data).__name__))
+    x = as_x(x, name, n_in, dtype)
+    y = as_labels(y, name, x.shape[0], n_classes)
+    return x, y

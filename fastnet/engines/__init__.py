@@ -1,0 +1,60 @@
+"""Engines: one set of kernels per place they run.
+
+``reference``  NumPy twin of every kernel (the oracle; float32 and float64)
+``cpu``        the compiled Cython kernels in csrc/ (OpenMP, BLAS)
+``cuda``       Numba CUDA kernels (device-resident data)
+
+All share one signature per kernel (see reference.py), so layers, tests and
+benches are written once and parametrised over engines.
+"""
+
+import importlib
+import os
+
+ENGINES = ("reference", "cpu", "cuda")
+_DEVICE_TO_ENGINE = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
+_loaded = {}
+
+
+def default_engine_name():
+    """FASTNET_ENGINE, else the engine of FASTNET_DEVICE, else 'cpu'."""
+    name = os.environ.get("FASTNET_ENGINE")
+    if name:
+        return name
+    device = os.environ.get("FASTNET_DEVICE")
+    if device:
+        return engine_for_device(device, "FASTNET_DEVICE")
+    return "cpu"
+
+
+def engine_for_device(device, where="device"):
+    try:
+        return _DEVICE_TO_ENGINE[str(device).lower()]
+    except KeyError:
+        raise ValueError("%s: unknown device %r; expected 'cpu' or 'cuda'"
+                         % (where, device))
+
+
+def get_engine(name=None):
+    """The engine module called ``name`` ('reference', 'cpu' or 'cuda')."""
+    if name is None:
+        name = default_engine_name()
+    if name not in ENGINES:
+        raise ValueError("unknown engine %r; expected one of %s"
+                         % (name, ", ".join(ENGINES)))
+    if name not in _loaded:
+        module = "cuda" if name == "cuda" else name
+        _loaded[name] = importlib.import_module("." + module, __name__)
+    return _loaded[name]
+
+
+def available_engines():
+    """Names of the engines that import on this machine."""
+    names = []
+    for name in ENGINES:
+        try:
+            get_engine(name)
+        except Exception:
+            continue
+        names.append(name)
+    return names

@@ -1,0 +1,305 @@
+"""The reference engine: a readable NumPy twin of every kernel.
+
+This is the oracle the compiled (csrc/) and CUDA kernels are tested against,
+and it runs in float32 or float64.  Every engine exposes these functions with
+the same names and arguments; outputs are written into arrays the caller
+allocated once (the "OUT" arguments), nothing is returned unless said.
+
+Shape letters: N batch, C input channels, H x W image, F filters,
+KH x KW kernel, OH x OW convolution output, PH x PW pooled output
+(ph x pw the pool window), I dense inputs, O dense outputs.
+
+Families, as in csrc/: conv, pool (+ bias + activation), dense
+(+ bias + activation, dropout), softmax (+ NLL), update (SGD + L2).
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..activations import SIGMOID, TANH, RELU, LINEAR
+
+name = "reference"
+
+
+# ---------------------------------------------------------------------------
+# memory: where the engine keeps arrays (host NumPy here; the GPU for cuda)
+# ---------------------------------------------------------------------------
+def empty(shape, dtype):
+    """A new uninitialised engine array."""
+    return np.empty(shape, dtype=dtype)
+
+
+def to_device(a):
+    """An engine array holding a copy of host array ``a`` (C-contiguous)."""
+    return np.array(a, order="C", copy=True)
+
+
+def to_host(a, out=None):
+    """Copy engine array ``a`` into host array ``out`` (or a new one)."""
+    if out is None:
+        return np.array(a, copy=True)
+    out[...] = a
+    return out
+
+
+def synchronize():
+    """Wait for queued work (nothing to wait for on the host)."""
+
+
+# ---------------------------------------------------------------------------
+# activations (shared by pool and dense)
+# ---------------------------------------------------------------------------
+def _activate(z, act):
+    """act(z) in place on z; returns z."""
+    if act == SIGMOID:
+        # 1/(1+exp(-z)) split by sign so exp never overflows
+        pos = z >= 0
+        zp = z[pos]
+        z[pos] = 1.0 / (1.0 + np.exp(-zp))
+        ez = np.exp(z[~pos])
+        z[~pos] = ez / (1.0 + ez)
+    elif act == TANH:
+        np.tanh(z, out=z)
+    elif act == RELU:
+        np.maximum(z, 0, out=z)
+    elif act == LINEAR:
+        pass
+    else:
+        raise ValueError("unknown activation code %r" % (act,))
+    return z
+
+
+def _activation_grad(a, act):
+    """d act / d z expressed through the output a = act(z)."""
+    if act == SIGMOID:
+        return a * (1 - a)
+    if act == TANH:
+        return 1 - a * a
+    if act == RELU:
+        return (a > 0).astype(a.dtype)
+    if act == LINEAR:
+        return np.ones_like(a)
+    raise ValueError("unknown activation code %r" % (act,))
+
+
+# ---------------------------------------------------------------------------
+# conv: Theano's conv.conv2d, a true convolution (kernel flipped), 'valid'
+# ---------------------------------------------------------------------------
+def conv_forward(x, w, out):
+    """out[n,f,i,j] = sum_{c,p,q} x[n,c,i+p,j+q] * w[f,c,KH-1-p,KW-1-q]
+
+    x (N, C, H, W)  IN
+    w (F, C, KH, KW)  IN
+    out (N, F, H-KH+1, W-KW+1)  OUT
+    """
+    KH, KW = w.shape[2], w.shape[3]
+    windows = sliding_window_view(x, (KH, KW), axis=(2, 3))   # (N,C,OH,OW,KH,KW)
+    wflip = w[:, :, ::-1, ::-1]
+    r = np.tensordot(windows, wflip, axes=([1, 4, 5], [1, 2, 3]))  # (N,OH,OW,F)
+    out[...] = r.transpose(0, 3, 1, 2)
+
+
+def conv_backward(x, w, dout, dw, dx):
+    """Gradients of conv_forward.
+
+    dw[f,c,p,q] = sum_{n,i,j} dout[n,f,i,j] * x[n,c,i+KH-1-p,j+KW-1-q]
+    dx[n,c,a,b] = sum_{f,p,q} dout_padded[n,f,a+p,b+q] * w[f,c,p,q]
+                  (dout zero-padded by KH-1, KW-1: a full correlation)
+
+    x (N, C, H, W)  IN;  w (F, C, KH, KW)  IN;  dout (N, F, OH, OW)  IN
+    dw (F, C, KH, KW)  OUT
+    dx (N, C, H, W)  OUT, or None when the input needs no gradient
+    """
+    KH, KW = w.shape[2], w.shape[3]
+    windows = sliding_window_view(x, (KH, KW), axis=(2, 3))   # (N,C,OH,OW,KH,KW)
+    dwflip = np.tensordot(dout, windows, axes=([0, 2, 3], [0, 2, 3]))  # (F,C,KH,KW)
+    dw[...] = dwflip[:, :, ::-1, ::-1]
+    if dx is not None:
+        padded = np.pad(dout, ((0, 0), (0, 0), (KH - 1, KH - 1), (KW - 1, KW - 1)))
+        pw = sliding_window_view(padded, (KH, KW), axis=(2, 3))  # (N,F,H,W,KH,KW)
+        r = np.tensordot(pw, w, axes=([1, 4, 5], [0, 2, 3]))      # (N,H,W,C)
+        dx[...] = r.transpose(0, 3, 1, 2)
+
+
+# ---------------------------------------------------------------------------
+# pool: max-pool (border ignored), then bias, then activation
+# ---------------------------------------------------------------------------
+def _windows(conv_out, poolsize):
+    ph, pw = poolsize
+    N, F, CH, CW = conv_out.shape
+    PH, PW = CH // ph, CW // pw
+    crop = conv_out[:, :, :PH * ph, :PW * pw]
+    return crop.reshape(N, F, PH, ph, PW, pw)
+
+
+def pool_forward(conv_out, b, act, poolsize, out):
+    """out[n,f,i,j] = act(max over window (i,j) of conv_out[n,f] + b[f])
+
+    conv_out (N, F, CH, CW)  IN;  b (F,)  IN;  act: activation code
+    poolsize (ph, pw); out (N, F, CH//ph, CW//pw)  OUT
+    """
+    z = _windows(conv_out, poolsize).max(axis=(3, 5))
+    z += b[None, :, None, None]
+    out[...] = _activate(z, act)
+
+
+def pool_backward(conv_out, out, dout, act, poolsize, dconv, db):
+    """Gradients of pool_forward.
+
+    dz = dout * act'(out)                     (dout is overwritten with dz)
+    db[f] = sum_{n,i,j} dz[n,f,i,j]
+    dconv[n,f,y,x] = dz[n,f,y//ph,x//pw] at EVERY position equal to its
+                     window's maximum (Theano's rule: ties all receive the
+                     whole gradient), 0 elsewhere and on the ignored border.
+
+    conv_out (N, F, CH, CW)  IN;  out (N, F, PH, PW)  IN
+    dout (N, F, PH, PW)  IN/OUT;  dconv (N, F, CH, CW)  OUT;  db (F,)  OUT
+    """
+    dout *= _activation_grad(out, act)
+    db[...] = dout.sum(axis=(0, 2, 3))
+    win = _windows(conv_out, poolsize)
+    zmax = win.max(axis=(3, 5), keepdims=True)
+    routed = (win == zmax) * dout[:, :, :, None, :, None]
+    dconv[...] = 0
+    ph, pw = poolsize
+    N, F, PH, _, PW, _ = win.shape
+    dconv[:, :, :PH * ph, :PW * pw] = routed.reshape(N, F, PH * ph, PW * pw)
+
+
+# ---------------------------------------------------------------------------
+# dense: x @ w, scaled, plus bias, then activation; dropout masks
+# ---------------------------------------------------------------------------
+def dense_forward(x, w, b, act, scale, out):
+    """out = act(scale * (x @ w) + b)
+
+    scale is 1 while training and (1 - p_dropout) at inference (network3).
+    x (N, I)  IN;  w (I, O)  IN;  b (O,)  IN;  out (N, O)  OUT
+    """
+    z = x @ w
+    if scale != 1.0:
+        z *= scale
+    z += b
+    out[...] = _activate(z, act)
+
+
+def dense_backward(x, w, out, dout, act, dw, db, dx):
+    """Gradients of dense_forward with scale 1 (the training path).
+
+    dz = dout * act'(out)     (dout is overwritten with dz)
+    dw = x.T @ dz;  db = sum_n dz;  dx = dz @ w.T
+
+    x (N, I)  IN;  w (I, O)  IN;  out (N, O)  IN;  dout (N, O)  IN/OUT
+    dw (I, O)  OUT;  db (O,)  OUT;  dx (N, I)  OUT, or None
+    """
+    if act != LINEAR:
+        dout *= _activation_grad(out, act)
+    dw[...] = x.T @ dout
+    db[...] = dout.sum(axis=0)
+    if dx is not None:
+        dx[...] = dout @ w.T
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def dropout_bits(seed, counter, n):
+    """32 random bits per element, counter-based (splitmix64 of the index).
+
+    z = seed + (counter*n + i + 1) * golden  (mod 2^64), then splitmix64's
+    finaliser; the high 32 bits are returned.  The same formula runs in the
+    compiled and CUDA engines, so all engines draw the same masks.
+    """
+    i = np.arange(n, dtype=np.uint64)
+    base = np.array([counter], dtype=np.uint64) * np.uint64(n) + np.uint64(1)
+    z = np.array([seed], dtype=np.uint64) + (base + i) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(32)).astype(np.uint32)
+
+
+def keep_threshold(p_dropout):
+    """Keep an element when its 32 bits are below this: P(keep) = 1 - p."""
+    return int(round((1.0 - p_dropout) * 4294967296.0))
+
+
+def dropout_forward(x, p_dropout, seed, counter, mask, out):
+    """out = x * mask, mask[i] ~ Bernoulli(1 - p_dropout), drawn as
+    dropout_bits(seed, counter, x.size) < keep_threshold(p_dropout).
+
+    x (N, I)  IN;  mask (N, I) uint8  OUT;  out (N, I)  OUT
+    """
+    bits = dropout_bits(seed, counter, x.size).reshape(x.shape)
+    mask[...] = bits < keep_threshold(p_dropout)
+    out[...] = x * mask
+
+
+def dropout_backward(dout, mask, dx):
+    """dx = dout * mask.   dout, dx (N, I);  mask (N, I) uint8"""
+    dx[...] = dout * mask
+
+
+# ---------------------------------------------------------------------------
+# softmax: inference probabilities; fused softmax + mean NLL + its gradient
+# ---------------------------------------------------------------------------
+def softmax_forward(logits, probs):
+    """probs[n] = exp(logits[n] - max) / sum(exp(logits[n] - max))
+
+    logits (N, K)  IN;  probs (N, K)  OUT
+    """
+    z = logits - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    probs[...] = z
+
+
+def softmax_nll(logits, y, probs, dlogits):
+    """Mean negative log-likelihood of labels y, and its gradient.
+
+    returns cost = mean_n [log sum_k exp(logits[n,k]) - logits[n, y[n]]]
+    probs = softmax(logits);  dlogits = (probs - onehot(y)) / N
+
+    logits (N, K)  IN;  y (N,) int32  IN;  probs, dlogits (N, K)  OUT
+    """
+    N = logits.shape[0]
+    zmax = logits.max(axis=1, keepdims=True)
+    e = np.exp(logits - zmax)
+    s = e.sum(axis=1, keepdims=True)
+    probs[...] = e / s
+    rows = np.arange(N)
+    nll = (np.log(s[:, 0]) + zmax[:, 0]) - logits[rows, y]
+    dlogits[...] = probs
+    dlogits[rows, y] -= 1
+    dlogits /= N
+    return float(np.mean(nll))
+
+
+def softmax_argmax(probs, yout):
+    """yout[n] = the first k with probs[n,k] maximal (network3's y_out).
+
+    probs (N, K)  IN;  yout (N,) int32  OUT
+    """
+    yout[...] = np.argmax(probs, axis=1)
+
+
+# ---------------------------------------------------------------------------
+# update: plain SGD with network3's L2 term
+# ---------------------------------------------------------------------------
+def sgd_update(param, grad, eta, l2):
+    """param -= eta * (grad + l2 * param)
+
+    l2 = lmbda / num_training_batches for weights (the gradient of
+    0.5*lmbda*||w||^2/num_training_batches), 0 for biases.
+    param  IN/OUT;  grad  IN (same shape)
+    """
+    if l2 != 0.0:
+        param -= eta * (grad + l2 * param)
+    else:
+        param -= eta * grad
+
+
+def sum_of_squares(w):
+    """sum(w**2) as a Python float (for the L2 term of the cost)."""
+    return float(np.sum(w * w))
