@@ -13,6 +13,7 @@ number of training mini-batches.
 """
 
 import hashlib
+import os
 import sys
 import time
 import warnings
@@ -25,6 +26,8 @@ from .layers import ConvPoolLayer, SoftmaxLayer
 
 # "Training mini-batch number N" is printed when N is a multiple of this
 LOG_EVERY = 1000
+# mini-batches per call into the engine between checks for Ctrl-C and progress
+CHUNK = 100
 
 
 class TrainingHistory(object):
@@ -111,9 +114,11 @@ class Network(object):
     ``Network(layers, mini_batch_size)``; new keywords: ``engine``
     ('reference', 'cpu', 'cuda') or ``device`` ('cpu', 'cuda'); by default the
     FASTNET_ENGINE / FASTNET_DEVICE environment variables, else 'cpu'.
+    ``fused=False`` calls the kernels step by step even where the engine has
+    a compiled training loop (for testing one against the other).
     """
 
-    def __init__(self, layers, mini_batch_size, engine=None, device=None):
+    def __init__(self, layers, mini_batch_size, engine=None, device=None, fused=None):
         self.layers = list(layers)
         if not self.layers:
             raise ValueError("Network: layers is empty")
@@ -145,6 +150,12 @@ class Network(object):
         self.step_count = 0     # training steps taken: the dropout counter
         for i, layer in enumerate(self.layers):
             layer.bind(self.engine, mbs, need_dx=i > 0)
+        # fused: let an engine with a compiled training loop run whole runs of
+        # mini-batches (FASTNET_FUSED=0 or fused=False: kernel by kernel)
+        if fused is None:
+            fused = os.environ.get("FASTNET_FUSED", "1") != "0"
+        self.fused = bool(fused)
+        self._plan = None
         self._host_params = not getattr(self.engine, "device_resident", False)
         self._params_on_device = False
 
@@ -246,6 +257,24 @@ class Network(object):
         for layer in reversed(self.layers):
             dout = layer.backward(dout)
 
+    def _train_batches(self, x_e, y_e, first, stop, eta, l2):
+        """Train mini-batches first .. stop-1 of (x_e, y_e) in order.
+
+        An engine with a compiled training loop (``train_steps``) runs them in
+        one call; otherwise the layers' kernels are called step by step.
+        """
+        if self.fused and hasattr(self.engine, "train_steps"):
+            if self._plan is None:
+                self._plan = self.engine.make_plan(self)
+            self.engine.train_steps(self._plan, x_e, y_e, first, stop, eta, l2,
+                                    self.step_count)
+            self.step_count += stop - first
+            return
+        mbs = self.mini_batch_size
+        for i in range(first, stop):
+            self._train_step(x_e[i * mbs:(i + 1) * mbs], y_e[i * mbs:(i + 1) * mbs],
+                             eta, l2)
+
     def _train_step(self, xb, yb, eta, l2):
         self._forward(xb, True)
         cost = self.layers[-1].cost(yb)
@@ -346,7 +375,8 @@ class Network(object):
         try:
             for epoch in range(state["epoch"], epochs):
                 t0 = time.perf_counter()
-                for minibatch_index in range(first_batch, num_training_batches):
+                minibatch_index = first_batch
+                while minibatch_index < num_training_batches:
                     iteration = num_training_batches * epoch + minibatch_index
                     if interrupted is not None and interrupted.raised:
                         self.engine.synchronize()
@@ -356,11 +386,14 @@ class Network(object):
                             "same call resumes from it" % (checkpoint,))
                     if iteration % LOG_EVERY == 0:
                         print("Training mini-batch number {0}".format(iteration))
-                    lo, hi = minibatch_index * mbs, (minibatch_index + 1) * mbs
-                    self._train_step(tx_e[lo:hi], ty_e[lo:hi], eta, l2)
-                    if progress and (minibatch_index % 50 == 0
-                                     or minibatch_index == num_training_batches - 1):
-                        self._progress(epoch, minibatch_index + 1, num_training_batches, t0)
+                    # train up to the next log line, at most CHUNK mini-batches
+                    to_log = LOG_EVERY - iteration % LOG_EVERY
+                    stop = min(num_training_batches, minibatch_index + to_log,
+                               minibatch_index + CHUNK)
+                    self._train_batches(tx_e, ty_e, minibatch_index, stop, eta, l2)
+                    minibatch_index = stop
+                    if progress:
+                        self._progress(epoch, minibatch_index, num_training_batches, t0)
                 self.engine.synchronize()
                 seconds = time.perf_counter() - t0
                 history.training_seconds += seconds
