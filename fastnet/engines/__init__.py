@@ -53,8 +53,11 @@ def available_engines():
     names = []
     for name in ENGINES:
         try:
-            get_engine(name)
+            engine = get_engine(name)
         except Exception:
+            continue
+        # the cuda module imports anywhere; it is usable only with a device
+        if hasattr(engine, "available") and not engine.available():
             continue
         names.append(name)
     return names
