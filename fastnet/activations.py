@@ -65,7 +65,11 @@ def resolve(fn, where):
     if isinstance(fn, Activation):
         return fn
     if isinstance(fn, str):
-        return by_name(fn)
+        try:
+            return by_name(fn)
+        except ValueError:
+            raise ValueError("%s: unknown activation_fn %r; fastnet supports sigmoid, "
+                             "tanh, ReLU and linear" % (where, fn))
     name = getattr(fn, "__name__", None)
     # network3's Theano functions share these names (theano.tensor.nnet.sigmoid...)
     if name in _BY_NAME:
