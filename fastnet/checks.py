@@ -17,9 +17,18 @@ def _unwrap(a):
     return a
 
 
+def _array(a, name, what):
+    try:
+        return np.asarray(_unwrap(a))
+    except (ValueError, TypeError) as exc:     # ragged lists and the like
+        raise ValueError("%s: %s cannot be made into one array (%s)"
+                         % (name, what, exc)) from None
+
+
 def as_x(x, name, n_in, dtype):
-    """x as a C-contiguous (n, n_in) array of ``dtype``, checked finite."""
-    x = np.asarray(_unwrap(x))
+    """x as a C-contiguous (n, n_in) array of ``dtype``, checked finite
+    after the conversion (a float64 1e39 is Inf in float32)."""
+    x = _array(x, name, "x")
     if x.dtype.kind not in "fiub":
         raise ValueError("%s: x must hold numbers, got dtype %s" % (name, x.dtype))
     if x.ndim == 1 and x.shape[0] == n_in:
@@ -32,17 +41,19 @@ def as_x(x, name, n_in, dtype):
     if x.shape[1] != n_in:
         raise ValueError("%s: x has %d columns but the first layer takes %d inputs"
                          % (name, x.shape[1], n_in))
-    if x.dtype.kind == "f":
-        finite = np.isfinite(x).all(axis=1)
-        if not finite.all():
-            row = int(np.argmin(finite))
-            raise ValueError("%s: x row %d holds NaN or Inf" % (name, row))
-    return np.ascontiguousarray(x, dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = np.ascontiguousarray(x, dtype=dtype)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise ValueError("%s: x row %d holds NaN or Inf (as %s)"
+                         % (name, row, np.dtype(dtype).name))
+    return x
 
 
 def as_labels(y, name, n_rows, n_classes):
     """y as a C-contiguous int32 vector of labels in [0, n_classes)."""
-    y = np.asarray(_unwrap(y))
+    y = _array(y, name, "y")
     if y.ndim == 2 and 1 in y.shape:
         y = y.reshape(-1)
     if y.ndim != 1:

@@ -100,6 +100,9 @@ class _InterruptFlag(object):
             self._old = signal.signal(signal.SIGINT, self._handler)
 
     def _handler(self, signum, frame):
+        if self.raised:
+            # a second Ctrl-C: stop at once, without saving
+            raise KeyboardInterrupt("SGD interrupted twice; stopped without saving")
         self.raised = True
 
     def restore(self):
@@ -392,6 +395,15 @@ class Network(object):
                                minibatch_index + CHUNK)
                     self._train_batches(tx_e, ty_e, minibatch_index, stop, eta, l2)
                     minibatch_index = stop
+                    # divergence: checked every chunk, so no NaN step is wasted
+                    # and no NaN weight is ever saved
+                    if not self._params_finite():
+                        self._restore(last_good)
+                        raise FloatingPointError(
+                            "SGD: training diverged in epoch %d, before mini-batch %d "
+                            "(a weight became NaN or Inf); the network keeps the "
+                            "weights of its last good epoch. Try a smaller eta (it "
+                            "was %g)." % (epoch, minibatch_index, eta))
                     if progress:
                         self._progress(epoch, minibatch_index, num_training_batches, t0)
                 self.engine.synchronize()
@@ -401,12 +413,6 @@ class Network(object):
                 first_batch = 0
                 if progress:
                     sys.stderr.write("\n")
-                if not self._params_finite():
-                    self._restore(last_good)
-                    raise FloatingPointError(
-                        "SGD: training diverged in epoch %d (a weight became NaN or "
-                        "Inf); the network keeps the weights of its last good epoch. "
-                        "Try a smaller eta (it was %g)." % (epoch, eta))
                 last_good = self._snapshot()
                 # iteration is the last mini-batch of this epoch
                 iteration = num_training_batches * epoch + num_training_batches - 1
@@ -431,6 +437,12 @@ class Network(object):
             if interrupted is not None:
                 interrupted.restore()
             self._params_to_host()
+        if interrupted is not None and interrupted.raised:
+            # Ctrl-C after the last mini-batch (during the last evaluation):
+            # training is complete and saved, but the user asked to stop
+            raise KeyboardInterrupt(
+                "SGD interrupted after its last epoch; training is complete and "
+                "%s holds the final state" % (checkpoint,))
         print("Finished training network.")
         print("Best validation accuracy of {0:.2%} obtained at iteration {1}".format(
             best_validation_accuracy, best_iteration))

@@ -1,26 +1,41 @@
 """Saving networks and training checkpoints, and loading them safely.
 
-Both are ``.npz`` files read with ``allow_pickle=False``: plain arrays plus
-one JSON text, so nothing in a file is ever executed.  A checkpoint is
-written atomically (temporary file, fsync, rename), so a crash at any moment
-leaves either the old checkpoint or the new one, never a torn file.
+Both are uncompressed ``.npz`` files: plain numeric arrays plus one JSON
+text, read without pickle, so nothing in a file is ever executed.  A file is
+written atomically (temporary file in the same directory, fsync, rename,
+fsync of the directory), so a crash at any moment leaves either the old file
+or the new one, never a torn one; a temporary file left by a killed writer is
+removed by the next write or read of the same path.
 
     net.save(path) / fastnet.save(net, path)      the layers and weights
     fastnet.load(path)                            a Network, same predictions
     net.SGD(..., checkpoint=path)                 resumable training
+
+Reading treats the file as untrusted: a pickle (bare, gzip'd, or as an
+object array inside the archive) is refused with ``pickle.UnpicklingError``;
+anything truncated, corrupt or inconsistent raises ``ValueError`` naming the
+path; a missing file ``FileNotFoundError``.  Every size is checked against
+the bytes really present before anything is allocated.
 """
 
+import gzip
 import io
 import json
 import os
 import pickle
+import pickletools
 import zipfile
+import zlib
 
 import numpy as np
 
 NETWORK_FORMAT = "fastnet-network"
 CHECKPOINT_FORMAT = "fastnet-checkpoint"
 FORMAT_VERSION = 1
+
+_META = "meta_json"
+_MAX_META_CHARS = 1 << 20          # the JSON text: layer specs and bookkeeping
+_SEED_LIMIT = 1 << 64              # dropout seeds are uint64
 
 
 # ---------------------------------------------------------------------------
@@ -34,13 +49,55 @@ def _meta(net):
             "step_count": int(net.step_count)}
 
 
+def _tmp_prefix(path):
+    return ".%s.tmp-" % os.path.basename(path)
+
+
+def _pid_alive(pid):
+    if os.name != "posix":      # os.kill(pid, 0) would send Ctrl-C on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def _remove_stale_tmp(path):
+    """Delete temporary files of ``path`` whose writer process is gone."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = _tmp_prefix(path)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):]
+        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
 def _write_atomic(path, arrays):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, ".%s.tmp-%d" % (os.path.basename(path), os.getpid()))
+    _remove_stale_tmp(path)
+    tmp = os.path.join(directory, _tmp_prefix(path) + str(os.getpid()))
     try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+        try:
+            f = open(tmp, "wb")
+        except OSError as exc:
+            raise type(exc)(exc.errno, "cannot write %s: %s" % (path, exc.strerror),
+                            path) from None
+        with f:
+            np.savez(f, **arrays)       # uncompressed: member sizes are real bytes
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -59,85 +116,269 @@ def _write_atomic(path, arrays):
         os.close(fd)
 
 
-def _arrays(net, meta):
+def _arrays(net, meta, path, on_nan):
     net._params_to_host()
-    arrays = {"meta_json": np.array(json.dumps(meta))}
+    arrays = {_META: np.array(json.dumps(meta))}
     for i, p in enumerate(net.params):
-        arrays["param_%d" % i] = p.get_value(borrow=True)
+        a = p.get_value(borrow=True)
+        if not np.all(np.isfinite(a)):
+            raise on_nan("%s not written: parameter %d of the network holds NaN or "
+                         "Inf (it could not be loaded back)" % (path, i))
+        arrays["param_%d" % i] = a
     return arrays
 
 
 def save(net, path):
     """Write ``net``'s layers and weights to ``path`` (an .npz file)."""
+    path = os.fspath(path)
     meta = _meta(net)
     meta.update(format=NETWORK_FORMAT, version=FORMAT_VERSION)
-    _write_atomic(path, _arrays(net, meta))
+    _write_atomic(path, _arrays(net, meta, path, ValueError))
 
 
 def save_checkpoint(path, net, run, state):
-    """Write the whole training state of an SGD call to ``path``."""
+    """Write the whole training state of an SGD call to ``path``.
+
+    Weights that are not finite are never written (FloatingPointError): the
+    previous checkpoint, the last good state, stays.
+    """
+    path = os.fspath(path)
     meta = _meta(net)
     meta.update(format=CHECKPOINT_FORMAT, version=FORMAT_VERSION, run=run, state=state)
-    _write_atomic(path, _arrays(net, meta))
+    _write_atomic(path, _arrays(net, meta, path, FloatingPointError))
 
 
 # ---------------------------------------------------------------------------
 # reading (untrusted input)
 # ---------------------------------------------------------------------------
-def _read(path, expected_format):
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError("no such file: %s" % path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head[:1] == b"\x80" or head[:1] in (b"(", b"c"):
+_GZIP_PEEK = 16 << 20
+
+
+def _looks_like_pickle(data, complete=True):
+    """True if ``data`` decodes as a pickle opcode stream (decoded by
+    pickletools, never run).  A ``complete`` stream must reach STOP; a
+    prefix (the start of a long gzip'd stream) must open with a protocol
+    header or decode for a good many opcodes."""
+    if not complete and data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return True
+    ops = 0
+    try:
+        for opcode, _, _ in pickletools.genops(io.BytesIO(data)):
+            ops += 1
+            if opcode.name == "STOP":
+                return True
+    except Exception:       # noqa: BLE001 -- a decoding failure: not (all) a pickle
+        pass
+    return not complete and ops >= 16
+
+
+def _refuse_non_npz(path, blob):
+    head = blob[:4]
+    if head == b"PK\x03\x04":
+        return
+    if not blob:
+        raise ValueError("%s is empty: not a fastnet .npz file" % path)
+    if head[:2] == b"\x1f\x8b":
+        try:
+            inner = gzip.GzipFile(fileobj=io.BytesIO(blob)).read(_GZIP_PEEK + 1)
+        except (OSError, EOFError, zlib.error):
+            inner = b""
+        if _looks_like_pickle(inner[:_GZIP_PEEK], complete=len(inner) <= _GZIP_PEEK):
+            raise pickle.UnpicklingError(
+                "%s is a gzip'd pickle; fastnet files are .npz and fastnet never "
+                "unpickles them (a pickle can run code)" % path)
+        raise ValueError("%s is a gzip file, not a fastnet .npz file" % path)
+    if _looks_like_pickle(blob):
         raise pickle.UnpicklingError(
             "%s is a pickle; fastnet files are .npz and fastnet never unpickles "
             "them (a pickle can run code)" % path)
-    if head != b"PK\x03\x04":
-        raise ValueError("%s is not a fastnet .npz file (bad header %r)" % (path, head))
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
-        raise ValueError("%s is truncated or corrupt: %s" % (path, exc)) from None
-    except ValueError as exc:
-        raise ValueError("%s could not be read: %s" % (path, exc)) from None
-    if "meta_json" not in arrays:
-        raise ValueError("%s has no meta_json: not a fastnet file" % path)
-    try:
-        meta = json.loads(str(arrays["meta_json"]))
-    except ValueError as exc:
-        raise ValueError("%s: meta_json is not valid JSON: %s" % (path, exc)) from None
-    if not isinstance(meta, dict) or meta.get("format") != expected_format:
-        raise ValueError("%s: expected a %s file, found format %r"
-                         % (path, expected_format,
-                            meta.get("format") if isinstance(meta, dict) else None))
-    if meta.get("version") != FORMAT_VERSION:
-        raise ValueError("%s: format version %r is not supported (this fastnet reads "
-                         "version %d)" % (path, meta.get("version"), FORMAT_VERSION))
-    return meta, arrays
+    raise ValueError("%s is not a fastnet .npz file (it starts with %r)" % (path, head))
 
 
-def _params_from(path, arrays, net):
+class _Archive(object):
+    """The members of a fastnet .npz.  Opening it reads every member's .npy
+    header and checks it against the bytes present (an object array -- a
+    pickle -- is refused here); data is read only on request, after its shape
+    and dtype have been compared with what the caller expects."""
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                blob = f.read()
+        except FileNotFoundError:
+            raise FileNotFoundError(2, "no such file", path) from None
+        _refuse_non_npz(path, blob)
+        try:
+            self.zip = zipfile.ZipFile(io.BytesIO(blob))
+            infos = self.zip.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
+                ValueError, KeyError) as exc:
+            raise ValueError("%s is truncated or corrupt (not a readable zip archive: "
+                             "%s)" % (path, exc)) from None
+        self.members = {}
+        for info in infos:
+            name = info.filename
+            if not name.endswith(".npy") or name[:-4] in self.members:
+                raise ValueError("%s: unexpected member %r in a fastnet file" % (path, name))
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError("%s: member %r is compressed; fastnet files are "
+                                 "written uncompressed" % (path, name))
+            if info.header_offset + info.file_size > len(blob):
+                raise ValueError("%s is truncated: member %r needs %d bytes past the "
+                                 "end of the file" % (path, name, info.file_size))
+            self.members[name[:-4]] = (info,) + self._header(name[:-4], info)
+
+    def _header(self, name, info):
+        """(shape, fortran, dtype, data offset) of a member, checked."""
+        try:
+            with self.zip.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError("unsupported .npy version %s" % (version,))
+                offset = f.tell()
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error,
+                KeyError, TypeError, SyntaxError) as exc:
+            raise ValueError("%s: %s is truncated or corrupt (%s)"
+                             % (self.path, name, exc)) from None
+        if dtype.hasobject:
+            raise pickle.UnpicklingError(
+                "%s: %s is an object array, that is a pickle; fastnet never "
+                "unpickles (a pickle can run code)" % (self.path, name))
+        if dtype.fields is not None or dtype.subdtype is not None:
+            raise ValueError("%s: %s has dtype %s, not a plain dtype"
+                             % (self.path, name, dtype))
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if offset + nbytes != info.file_size:
+            raise ValueError("%s: %s is corrupt: its header promises %d bytes of data, "
+                             "the member holds %d" % (self.path, name, nbytes,
+                                                      info.file_size - offset))
+        return tuple(shape), fortran, dtype, offset
+
+    def names(self):
+        return list(self.members)
+
+    def check(self, name, shape, dtype, what="the network needs"):
+        """Member ``name`` exists with exactly this shape and dtype."""
+        if name not in self.members:
+            raise ValueError("%s: %s is missing" % (self.path, name))
+        _, got_shape, _, got_dtype, _ = self.members[name]
+        if got_shape != tuple(shape) or got_dtype != np.dtype(dtype):
+            raise ValueError("%s: %s has shape %s dtype %s, %s %s %s"
+                             % (self.path, name, got_shape, got_dtype, what,
+                                tuple(shape), np.dtype(dtype)))
+
+    def array(self, name, shape=None, dtype=None):
+        """Member ``name`` as a writable native C-contiguous array (with
+        ``shape`` / ``dtype`` required when given)."""
+        if shape is not None:
+            self.check(name, shape, dtype)
+        if name not in self.members:
+            raise ValueError("%s: %s is missing" % (self.path, name))
+        info, shape, fortran, dtype, offset = self.members[name]
+        nbytes = info.file_size - offset
+        try:
+            with self.zip.open(info) as f:
+                f.read(offset)
+                data = f.read(nbytes)
+                f.read(1)                 # reach the end: zipfile checks the CRC
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ValueError("%s: %s is truncated or corrupt (%s)"
+                             % (self.path, name, exc)) from None
+        if len(data) != nbytes:
+            raise ValueError("%s: %s is truncated (%d of %d bytes)"
+                             % (self.path, name, len(data), nbytes))
+        a = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+        return np.array(a, dtype=dtype.newbyteorder("="), order="C", copy=True)
+
+    def meta(self, expected_format):
+        path = self.path
+        if _META not in self.members:
+            raise ValueError("%s has no %s: not a fastnet file" % (path, _META))
+        _, shape, _, dtype, _ = self.members[_META]
+        if dtype.kind != "U" or shape != () or dtype.itemsize > 4 * _MAX_META_CHARS:
+            raise ValueError("%s: %s is not a JSON text (shape %s, dtype %s)"
+                             % (path, _META, shape, dtype))
+        text = self.array(_META)
+        try:
+            meta = json.loads(str(text[()]))
+        except ValueError as exc:
+            raise ValueError("%s: %s is not valid JSON: %s" % (path, _META, exc)) from None
+        if not isinstance(meta, dict) or meta.get("format") != expected_format:
+            raise ValueError("%s: expected a %s file, found format %r"
+                             % (path, expected_format,
+                                meta.get("format") if isinstance(meta, dict) else None))
+        if meta.get("version") != FORMAT_VERSION:
+            raise ValueError("%s: format version %r is not supported (this fastnet reads "
+                             "version %d)" % (path, meta.get("version"), FORMAT_VERSION))
+        return meta
+
+
+def read_file(path, expected_format):
+    """``(meta, arrays)`` of a fastnet file, every array checked (for tools
+    and tests; ``load`` and ``load_checkpoint`` are what users call)."""
+    archive = _Archive(os.fspath(path))
+    meta = archive.meta(expected_format)
+    return meta, {name: archive.array(name) for name in archive.names()}
+
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_common(path, meta, n_layers=None):
+    """The fields every fastnet file carries, as the right types."""
+    seeds = meta.get("dropout_seeds")
+    if not isinstance(seeds, list) or (n_layers is not None and len(seeds) != n_layers):
+        raise ValueError("%s: dropout_seeds is not one seed per layer" % path)
+    for i, s in enumerate(seeds):
+        try:
+            ok = (isinstance(s, (str, int)) and not isinstance(s, bool)
+                  and 0 <= int(s) < _SEED_LIMIT)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("%s: dropout seed of layer %d is %r, not a 64-bit "
+                             "unsigned integer" % (path, i, s))
+    step = meta.get("step_count")
+    if not _is_int(step) or not 0 <= step < 1 << 62:
+        raise ValueError("%s: step_count is %r, not a count" % (path, step))
+
+
+def _params_from(archive, net):
     values = []
     for i, p in enumerate(net.params):
-        key = "param_%d" % i
-        if key not in arrays:
-            raise ValueError("%s: %s is missing" % (path, key))
-        a = arrays[key]
-        if a.shape != p.shape or a.dtype != p.dtype:
-            raise ValueError("%s: %s has shape %s dtype %s, the network needs %s %s"
-                             % (path, key, a.shape, a.dtype, p.shape, p.dtype))
+        a = archive.array("param_%d" % i, p.shape, p.dtype)
         if not np.all(np.isfinite(a)):
-            raise ValueError("%s: %s holds NaN or Inf" % (path, key))
+            raise ValueError("%s: param_%d holds NaN or Inf" % (archive.path, i))
         values.append(a)
+    extra = set(archive.names()) - {_META} - {"param_%d" % i for i in range(len(values))}
+    if extra:
+        raise ValueError("%s: unexpected arrays %s" % (archive.path, sorted(extra)))
     return values
 
 
-def _build_layers(path, meta):
+def _spec_param_shapes(spec):
+    """The (w, b) shapes a layer spec asks for, computed before anything is
+    allocated (the layers then check everything else)."""
+    t = spec.get("type")
+    if t == "ConvPoolLayer":
+        fs = spec.get("filter_shape")
+        if not isinstance(fs, list) or len(fs) != 4 or not all(_is_int(v) for v in fs):
+            raise ValueError("filter_shape %r is not 4 integers" % (fs,))
+        return [tuple(fs), (fs[0],)]
+    n_in, n_out = spec.get("n_in"), spec.get("n_out")
+    if not _is_int(n_in) or not _is_int(n_out):
+        raise ValueError("n_in %r / n_out %r are not integers" % (n_in, n_out))
+    return [(n_in, n_out), (n_out,)]
+
+
+def _build_layers(path, meta, archive):
     from . import config
     from .layers import LAYER_TYPES
     specs = meta.get("layers")
@@ -146,22 +387,33 @@ def _build_layers(path, meta):
     floatx = meta.get("floatx")
     if floatx not in ("float32", "float64"):
         raise ValueError("%s: floatx %r is not float32 or float64" % (path, floatx))
+    # every parameter the layers will draw must be present at its full size
+    param = 0
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str) \
+                or spec["type"] not in LAYER_TYPES:
+            raise ValueError("%s: layer %d has unknown type %r"
+                             % (path, i, spec.get("type") if isinstance(spec, dict) else spec))
+        try:
+            shapes = _spec_param_shapes(spec)
+        except ValueError as exc:
+            raise ValueError("%s: layer %d: %s" % (path, i, exc)) from None
+        for shape in shapes:
+            archive.check("param_%d" % param, shape, floatx, "layer %d describes" % i)
+            param += 1
     old_floatx = config.get_floatx()
     rng_state = np.random.get_state()   # building draws weights: keep the user's RNG
     layers = []
     try:
         config.set_floatx(floatx)
         for i, spec in enumerate(specs):
-            if not isinstance(spec, dict) or spec.get("type") not in LAYER_TYPES:
-                raise ValueError("%s: layer %d has unknown type %r"
-                                 % (path, i, spec.get("type") if isinstance(spec, dict) else spec))
             kwargs = {k: v for k, v in spec.items() if k != "type"}
-            for k in ("filter_shape", "image_shape", "poolsize"):
-                if k in kwargs:
-                    kwargs[k] = tuple(kwargs[k])
             try:
+                for key in ("filter_shape", "image_shape", "poolsize"):
+                    if key in kwargs:
+                        kwargs[key] = tuple(kwargs[key])
                 layers.append(LAYER_TYPES[spec["type"]](**kwargs))
-            except TypeError as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise ValueError("%s: layer %d: %s" % (path, i, exc)) from None
     finally:
         config.set_floatx(old_floatx)
@@ -172,27 +424,70 @@ def _build_layers(path, meta):
 def _apply(net, meta, values):
     for p, v in zip(net.params, values):
         np.copyto(p.value, v)
-    seeds = meta.get("dropout_seeds", [])
-    for layer, seed in zip(net.layers, seeds):
+    for layer, seed in zip(net.layers, meta["dropout_seeds"]):
         if hasattr(layer, "dropout_seed"):
             layer.dropout_seed = int(seed)
-    net.step_count = int(meta.get("step_count", 0))
+    net.step_count = int(meta["step_count"])
     net._params_to_engine()
 
 
 def load(path, engine=None, device=None):
     """The Network saved in ``path``: same layers, weights, predictions."""
     from .network import Network
-    meta, arrays = _read(path, NETWORK_FORMAT)
-    layers = _build_layers(path, meta)
+    path = os.fspath(path)
+    archive = _Archive(path)
+    meta = archive.meta(NETWORK_FORMAT)
+    layers = _build_layers(path, meta, archive)
+    _check_common(path, meta, len(layers))
+    mbs = meta.get("mini_batch_size")
+    if not _is_int(mbs) or mbs < 1:
+        raise ValueError("%s: mini_batch_size %r is not a positive integer" % (path, mbs))
     rng_state = np.random.get_state()
     try:
-        net = Network(layers, int(meta.get("mini_batch_size", 0)), engine=engine,
-                      device=device)
+        net = Network(layers, mbs, engine=engine, device=device)
+    except ValueError as exc:
+        raise ValueError("%s: %s" % (path, exc)) from None
+    except MemoryError:
+        raise ValueError("%s describes a network too large for this machine's "
+                         "memory" % path) from None
     finally:
         np.random.set_state(rng_state)
-    _apply(net, meta, _params_from(path, arrays, net))
+    _apply(net, meta, _params_from(archive, net))
     return net
+
+
+def _check_state(path, state, run):
+    """A checkpoint's SGD bookkeeping, every field of the right type and range."""
+    def bad(what):
+        raise ValueError("%s: checkpoint state is corrupt (%s)" % (path, what))
+
+    if not isinstance(state, dict):
+        bad("no training state")
+    epochs = run["epochs"]
+    n_batches = run["n_train"] // run["mini_batch_size"]
+    epoch, index = state.get("epoch"), state.get("minibatch_index")
+    if not _is_int(epoch) or not 0 <= epoch <= epochs:
+        bad("epoch %r outside [0, %d]" % (epoch, epochs))
+    if not _is_int(index) or not 0 <= index < max(n_batches, 1) \
+            or (epoch == epochs and index):
+        bad("minibatch_index %r outside [0, %d)" % (index, n_batches))
+
+    def accuracy(v, none_ok):
+        return (v is None and none_ok) or (
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0)
+
+    if not accuracy(state.get("best_validation_accuracy"), False):
+        bad("best_validation_accuracy %r" % (state.get("best_validation_accuracy"),))
+    if not accuracy(state.get("test_accuracy"), True):
+        bad("test_accuracy %r" % (state.get("test_accuracy"),))
+    best = state.get("best_iteration")
+    if best is not None and (not _is_int(best) or best < 0):
+        bad("best_iteration %r" % (best,))
+    history = state.get("history")
+    if not isinstance(history, list) or len(history) != epoch \
+            or not all(isinstance(h, dict) for h in history):
+        bad("history is not one record per finished epoch")
+    return state
 
 
 def load_checkpoint(path, net, run):
@@ -200,11 +495,14 @@ def load_checkpoint(path, net, run):
 
     The weights, dropout seeds and step counter are put back into ``net``.
     A checkpoint of another network or another SGD call is refused with a
-    ValueError rather than silently mixed in.
+    ValueError rather than silently mixed in; ``net`` is then untouched.
     """
-    if not os.path.exists(os.fspath(path)):
+    path = os.fspath(path)
+    _remove_stale_tmp(path)
+    if not os.path.exists(path):
         return None
-    meta, arrays = _read(path, CHECKPOINT_FORMAT)
+    archive = _Archive(path)
+    meta = archive.meta(CHECKPOINT_FORMAT)
     mine = _meta(net)
     for key in ("layers", "mini_batch_size", "floatx"):
         if meta.get(key) != mine[key]:
@@ -215,8 +513,7 @@ def load_checkpoint(path, net, run):
         raise ValueError(
             "checkpoint %s was written by a different SGD call (%r) than this one (%r); "
             "remove it or use another path" % (path, meta.get("run"), run))
-    state = meta.get("state")
-    if not isinstance(state, dict):
-        raise ValueError("%s: checkpoint has no training state" % path)
-    _apply(net, meta, _params_from(path, arrays, net))
+    _check_common(path, meta, len(net.layers))
+    state = _check_state(path, meta.get("state"), run)
+    _apply(net, meta, _params_from(archive, net))
     return state
