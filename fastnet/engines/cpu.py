@@ -57,8 +57,8 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The number of threads the kernels use."""
-    return _conv._get_num_threads()
+    """The number of threads the kernels use (1 in a build without OpenMP)."""
+    return _conv._get_num_threads() if openmp_enabled() else 1
 
 
 def openmp_enabled():

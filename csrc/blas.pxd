@@ -1,0 +1,82 @@
+# GEMM for the kernels: scipy.linalg.cython_blas's sgemm/dgemm behind one
+# fused name, plus a split of one GEMM over threads.
+#
+# BLAS is column-major.  A C-order (R, S) array is a column-major S x R
+# matrix, so every call site writes its GEMM in column-major terms and gives
+# the NumPy meaning in a comment beside it.
+#
+# fastnet runs BLAS single-threaded (fastnet/_cpu/__init__.py limits scipy's
+# OpenBLAS to one thread) and parallelises with its own OpenMP threads:
+# OpenBLAS's pool and OpenMP's spinning workers on the same few cores slow
+# each other down by two orders of magnitude (measured on 2 cores).
+
+from cython.parallel cimport prange
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from common cimport floating
+
+
+cdef inline void gemm(char transa, char transb, int m, int n, int k,
+                      floating alpha, const floating* a, int lda,
+                      const floating* b, int ldb, floating beta,
+                      floating* c, int ldc) noexcept nogil:
+    """C := alpha * op(A) @ op(B) + beta * C   (column-major, op = N or T)"""
+    cdef int i, j
+    if m <= 0 or n <= 0:
+        return
+    if k <= 0:
+        # an empty sum (BLAS would reject the zero leading dimensions)
+        for j in range(n):
+            for i in range(m):
+                c[j * ldc + i] = 0 if beta == 0 else beta * c[j * ldc + i]
+        return
+    if floating is float:
+        sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda,
+              <float*>b, &ldb, &beta, c, &ldc)
+    else:
+        dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda,
+              <double*>b, &ldb, &beta, c, &ldc)
+
+
+cdef inline void gemm_parallel(char transa, char transb, int m, int n, int k,
+                               floating alpha, const floating* a, int lda,
+                               const floating* b, int ldb, floating beta,
+                               floating* c, int ldc, int n_threads) noexcept nogil:
+    """gemm, with C cut into n_threads blocks of columns (when it has at
+    least as many columns as rows) or of rows, one single-threaded GEMM per
+    thread.
+
+    Column blocks are whole multiples of 4 columns and row blocks of 8 rows,
+    so that each block keeps to the BLAS micro-kernel's full tiles except
+    at the matrix's own edge.
+    """
+    cdef int t, nt, start, stop, step
+    cdef long work = <long>m * n * k
+    nt = n_threads
+    if work < 131072 or nt <= 1:
+        gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    if n >= m:
+        # column blocks: C[:, j0:j1] = op(A) @ op(B)[:, j0:j1]
+        step = (((n + nt - 1) // nt) + 3) // 4 * 4
+        nt = (n + step - 1) // step
+        for t in prange(nt, num_threads=nt, schedule='static'):
+            start = t * step
+            stop = start + step
+            if stop > n:
+                stop = n
+            gemm(transa, transb, m, stop - start, k, alpha, a, lda,
+                 b + (start * ldb if transb == c'N' else start), ldb, beta,
+                 c + start * ldc, ldc)
+    else:
+        # row blocks: C[i0:i1, :] = op(A)[i0:i1, :] @ op(B)
+        step = (((m + nt - 1) // nt) + 7) // 8 * 8
+        nt = (m + step - 1) // step
+        for t in prange(nt, num_threads=nt, schedule='static'):
+            start = t * step
+            stop = start + step
+            if stop > m:
+                stop = m
+            gemm(transa, transb, stop - start, n, k, alpha,
+                 a + (start if transa == c'N' else start * lda), lda,
+                 b, ldb, beta, c + start, ldc)
