@@ -78,4 +78,27 @@ def blas_info():
     return dict(_blas)
 
 
+def _use_installed_build():
+    """Find the compiled modules when fastnet is imported from a source
+    checkout that was installed with a plain `pip install .`: then `python -m
+    fastnet` or `python -m pytest` run in the checkout import this source tree,
+    whose _cpu/ holds no extension modules, while the installed copy of the
+    same version has them.  Its _cpu/ joins this package's search path."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if any(f.endswith((".so", ".pyd")) for f in os.listdir(here)):
+        return
+    try:
+        from importlib import metadata
+        dist = metadata.distribution("fastnet")
+        from .. import __version__
+    except Exception:  # noqa: BLE001 -- not installed: nothing to find
+        return
+    if dist.version != __version__:
+        return
+    other = os.path.abspath(str(dist.locate_file(os.path.join("fastnet", "_cpu"))))
+    if other != here and os.path.isdir(other):
+        __path__.append(other)
+
+
+_use_installed_build()
 _limit_blas_threads()
