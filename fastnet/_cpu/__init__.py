@@ -83,21 +83,33 @@ def _use_installed_build():
     checkout that was installed with a plain `pip install .`: then `python -m
     fastnet` or `python -m pytest` run in the checkout import this source tree,
     whose _cpu/ holds no extension modules, while the installed copy of the
-    same version has them.  Its _cpu/ joins this package's search path."""
+    same version (in site-packages) has them.  Its _cpu/ joins this package's
+    search path."""
+    import sys
     here = os.path.dirname(os.path.abspath(__file__))
-    if any(f.endswith((".so", ".pyd")) for f in os.listdir(here)):
+
+    def compiled(directory):
+        try:
+            return any(f.endswith((".so", ".pyd")) for f in os.listdir(directory))
+        except OSError:
+            return False
+
+    if compiled(here):
         return
-    try:
-        from importlib import metadata
-        dist = metadata.distribution("fastnet")
-        from .. import __version__
-    except Exception:  # noqa: BLE001 -- not installed: nothing to find
-        return
-    if dist.version != __version__:
-        return
-    other = os.path.abspath(str(dist.locate_file(os.path.join("fastnet", "_cpu"))))
-    if other != here and os.path.isdir(other):
-        __path__.append(other)
+    from .. import __version__
+    stamp = '__version__ = "%s"' % __version__
+    for entry in sys.path:
+        other = os.path.join(os.path.abspath(entry or os.curdir), "fastnet", "_cpu")
+        if other == here or not compiled(other):
+            continue
+        try:
+            with open(os.path.join(os.path.dirname(other), "__init__.py")) as f:
+                same_version = stamp in f.read()
+        except OSError:
+            continue
+        if same_version:
+            __path__.append(other)
+            return
 
 
 _use_installed_build()
