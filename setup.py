@@ -44,6 +44,7 @@ EXTENSIONS = {
     "dense":   (["csrc/dense.pyx"], True),
     "softmax": (["csrc/softmax.pyx"], True),
     "update":  (["csrc/update.pyx"], True),
+    "trainer": (["csrc/trainer.pyx"], True),
 }
 
 

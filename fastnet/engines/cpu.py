@@ -48,6 +48,8 @@ softmax_argmax = _softmax.softmax_argmax
 # update
 sgd_update = _update.sgd_update
 sum_of_squares = _update.sum_of_squares
+# the compiled training loop: Network runs whole runs of mini-batches through it
+from .cpu_trainer import make_plan, train_steps  # noqa: E402,F401
 
 
 def set_num_threads(n):
