@@ -1,0 +1,170 @@
+"""JAX reference engine of the bench (CPU): one jitted SGD step per
+mini-batch (``--variant jit``), or the whole epoch as one ``lax.scan``
+(``--variant scan``).  Both are compiled ahead of time, so their compile time
+is the setup time.
+
+    python bench/engine_jax.py --network conv2_relu --mbs 10 --variant scan
+
+Same mathematics as network3: conv (cross-correlation on flipped kernels, the
+same function as Theano's true convolution), max-pool 2x2, bias, activation;
+dropout masks on FC/softmax inputs; mean NLL + 0.5*lmbda*sum ||w||^2 /
+num_training_batches; plain SGD; mini-batches in order.  Thread settings come
+from XLA_FLAGS (--xla_cpu_multi_thread_eigen, intra_op_parallelism_threads),
+which bench/run.py sets, and the CPU affinity it gives the process.
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import workloads  # noqa: E402
+
+
+class JaxEngine(object):
+    """JAX (jit per step, or lax.scan over the epoch) on the book's networks."""
+
+    name = "jax-jit"
+
+    def __init__(self, args, net, x, y, params0, eta, l2):
+        t0 = time.perf_counter()
+        try:
+            import jax
+            import jax.numpy as jnp
+            from jax import lax
+        except ImportError as e:
+            raise harness.SkipEngine("JAX is not installed (%s); pip install jax jaxlib" % e)
+        harness.IMPORT_S["s"] = time.perf_counter() - t0
+        jax.config.update("jax_platforms", "cpu")
+        self.jax, self.jnp, self.lax = jax, jnp, lax
+        self.variant = args.variant
+        self.name = "jax-" + args.variant
+        self.mbs = mbs = args.mbs
+        self.specs = workloads.layers(net, mbs)
+        self.eta, self.l2 = float(eta), float(l2)
+        self.nb = nb = x.shape[0] // mbs
+        self.x = jax.device_put(x[:nb * mbs])
+        self.y = jax.device_put(y[:nb * mbs])
+        self.key = jax.random.PRNGKey(args.seed)
+        self.p = self._load(params0)
+        self.step_count = 0
+
+        step = jax.jit(self._indexed_step, donate_argnums=0)
+        self._step = step.lower(self.p, self.x, self.y, self.key, 0, 0).compile()
+        if self.variant == "scan":
+            xs = self.x.reshape(nb, mbs, -1)
+            ys = self.y.reshape(nb, mbs)
+            self.xs, self.ys = xs, ys
+            epoch = jax.jit(self._scan_epoch, donate_argnums=0)
+            self._epoch = epoch.lower(self.p, xs, ys, self.key, 0).compile()
+
+    def _load(self, params0):
+        jnp = self.jnp
+        p = []
+        for spec, (w, b) in zip(self.specs, params0):
+            if spec["kind"] == "conv":
+                w = workloads.flip(w)
+            p.append(jnp.asarray(w))
+            p.append(jnp.asarray(b))
+        return tuple(p)
+
+    def _act(self, h, name):
+        jax, jnp = self.jax, self.jnp
+        if name == "relu":
+            return jnp.maximum(h, 0)
+        if name == "sigmoid":
+            return jax.nn.sigmoid(h)
+        if name == "tanh":
+            return jnp.tanh(h)
+        return h
+
+    def _cost(self, p, xb, yb, key):
+        jax, jnp, lax = self.jax, self.jnp, self.lax
+        h = xb
+        for i, spec in enumerate(self.specs):
+            w, b = p[2 * i], p[2 * i + 1]
+            if spec["kind"] == "conv":
+                h = h.reshape(spec["image"])
+                h = lax.conv_general_dilated(h, w, (1, 1), "VALID",
+                                             dimension_numbers=("NCHW", "OIHW", "NCHW"))
+                ph, pw = spec["pool"]
+                h = lax.reduce_window(h, -jnp.inf, lax.max, (1, 1, ph, pw),
+                                      (1, 1, ph, pw), "VALID")
+                h = self._act(h + b.reshape(1, -1, 1, 1), spec["act"])
+                continue
+            h = h.reshape(self.mbs, -1)
+            if spec["p_dropout"] > 0:
+                keep = jax.random.bernoulli(jax.random.fold_in(key, i),
+                                            1.0 - spec["p_dropout"], h.shape)
+                h = h * keep.astype(h.dtype)
+            z = h @ w + b
+            h = self._act(z, spec["act"]) if spec["kind"] == "fc" else z
+        logp = jax.nn.log_softmax(h, axis=1)
+        nll = -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+        l2 = sum(jnp.sum(w * w) for w in p[0::2])
+        return nll + 0.5 * self.l2 * l2
+
+    def _sgd(self, p, xb, yb, key):
+        g = self.jax.grad(self._cost)(p, xb, yb, key)
+        return tuple(a - self.eta * ga for a, ga in zip(p, g))
+
+    def _indexed_step(self, p, x, y, key, i, t):
+        """SGD on mini-batch i; t (the global step) draws the dropout masks."""
+        lax, mbs = self.lax, self.mbs
+        xb = lax.dynamic_slice_in_dim(x, i * mbs, mbs, axis=0)
+        yb = lax.dynamic_slice_in_dim(y, i * mbs, mbs, axis=0)
+        return self._sgd(p, xb, yb, self.jax.random.fold_in(key, t))
+
+    def _scan_epoch(self, p, xs, ys, key, start):
+        jax, lax, jnp = self.jax, self.lax, self.jnp
+
+        def body(p, batch):
+            xb, yb, i = batch
+            return self._sgd(p, xb, yb, jax.random.fold_in(key, i)), None
+
+        idx = start + jnp.arange(xs.shape[0])
+        p, _ = lax.scan(body, p, (xs, ys, idx))
+        return p
+
+    def _steps(self, n):
+        for i in range(n):
+            self.p = self._step(self.p, self.x, self.y, self.key, i, self.step_count)
+            self.step_count += 1
+
+    def check(self, steps):
+        self._steps(steps)
+        self.jax.block_until_ready(self.p)
+
+    def epoch(self):
+        if self.variant == "scan":
+            self.p = self._epoch(self.p, self.xs, self.ys, self.key, self.step_count)
+            self.step_count += self.nb
+        else:
+            self._steps(self.nb)
+        self.jax.block_until_ready(self.p)
+
+    def params(self):
+        out = []
+        for spec, i in zip(self.specs, range(0, len(self.p), 2)):
+            w = np.asarray(self.p[i])
+            if spec["kind"] == "conv":
+                w = workloads.flip(w)
+            out.append((np.array(w), np.array(self.p[i + 1])))
+        return out
+
+    def info(self):
+        import jaxlib
+        return {"jax": self.jax.__version__, "jaxlib": jaxlib.__version__,
+                "variant": self.variant, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+
+
+def main(argv=None):
+    return harness.main(JaxEngine, argv, extra=[("--variant", dict(
+        choices=("jit", "scan"), default="jit"))])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""PyTorch reference engine of the bench: eager, or the whole SGD step under
+torch.compile (inductor).
+
+    python bench/engine_torch.py --network conv2_relu --mbs 10 [--variant compile]
+
+Same mathematics as network3: conv (cross-correlation on flipped kernels, so
+the same function as Theano's true convolution), max-pool 2x2, bias, then the
+activation; dropout masks on FC/softmax inputs; mean NLL; plain SGD with
+network3's L2 (lmbda / num_training_batches on weights only).
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import workloads  # noqa: E402
+
+
+class TorchEngine(object):
+    """PyTorch (eager or torch.compile) on the book's networks."""
+
+    name = "torch-eager"
+
+    def __init__(self, args, net, x, y, params0, eta, l2):
+        t0 = time.perf_counter()
+        try:
+            import torch
+            import torch.nn.functional as F
+        except ImportError as e:
+            raise harness.SkipEngine("PyTorch is not installed (%s); "
+                                     "pip install torch==2.13.0" % e)
+        harness.IMPORT_S["s"] = time.perf_counter() - t0
+        self.torch, self.F = torch, F
+        torch.set_num_threads(args.threads)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:
+            pass
+        self.variant = getattr(args, "variant", "eager")
+        self.name = "torch-compile" if self.variant == "compile" else "torch-eager"
+        self.mbs = args.mbs
+        self.specs = workloads.layers(net, args.mbs)
+        self.eta, self.l2 = float(eta), float(l2)
+        self.x = torch.from_numpy(x)
+        self.y = torch.from_numpy(y.astype(np.int64))
+        self.nb = x.shape[0] // args.mbs
+        self.params0 = params0
+        self._load(params0)
+        if self.variant == "compile":
+            self._step = torch.compile(self._functional_step, fullgraph=True)
+        else:
+            self._opt = torch.optim.SGD(
+                [{"params": self.p[0::2], "weight_decay": self.l2},
+                 {"params": self.p[1::2], "weight_decay": 0.0}],
+                lr=self.eta, momentum=0.0, foreach=True)
+            self._step = self._eager_step
+
+    def _load(self, params0):
+        torch = self.torch
+        self.p = []
+        for spec, (w, b) in zip(self.specs, params0):
+            if spec["kind"] == "conv":
+                w = workloads.flip(w)
+            grad = self.variant != "compile"
+            self.p.append(torch.tensor(w).requires_grad_(grad))
+            self.p.append(torch.tensor(b).requires_grad_(grad))
+
+    def _act(self, h, name):
+        if name == "relu":
+            return self.torch.relu(h)
+        if name == "sigmoid":
+            return self.torch.sigmoid(h)
+        if name == "tanh":
+            return self.torch.tanh(h)
+        return h
+
+    def _nll(self, p, xb, yb):
+        """Mean NLL of the mini-batch on the training (dropout) path."""
+        torch, F = self.torch, self.F
+        h = xb
+        for i, spec in enumerate(self.specs):
+            w, b = p[2 * i], p[2 * i + 1]
+            if spec["kind"] == "conv":
+                h = h.reshape(spec["image"])
+                h = F.max_pool2d(F.conv2d(h, w), spec["pool"])
+                h = self._act(h + b.view(1, -1, 1, 1), spec["act"])
+                continue
+            h = h.reshape(self.mbs, -1)
+            if spec["p_dropout"] > 0:
+                keep = torch.rand_like(h) < (1.0 - spec["p_dropout"])
+                h = h * keep.to(h.dtype)
+            z = h @ w + b
+            h = self._act(z, spec["act"]) if spec["kind"] == "fc" else z
+        return F.cross_entropy(h, yb)
+
+    def _eager_step(self, xb, yb):
+        self._opt.zero_grad(set_to_none=True)
+        loss = self._nll(self.p, xb, yb)
+        loss.backward()
+        self._opt.step()
+
+    def _functional_step(self, p, xb, yb):
+        torch = self.torch
+
+        def cost(p):
+            l2 = sum((w * w).sum() for w in p[0::2])
+            return self._nll(p, xb, yb) + 0.5 * self.l2 * l2
+
+        grads = torch.func.grad(cost)(p)
+        with torch.no_grad():
+            for i, (a, g) in enumerate(zip(p, grads)):
+                a.sub_(self.eta * g)
+
+    def _run(self, nbatches):
+        mbs = self.mbs
+        if self.variant == "compile":
+            for i in range(nbatches):
+                self._step(self.p, self.x[i * mbs:(i + 1) * mbs],
+                           self.y[i * mbs:(i + 1) * mbs])
+        else:
+            for i in range(nbatches):
+                self._step(self.x[i * mbs:(i + 1) * mbs], self.y[i * mbs:(i + 1) * mbs])
+
+    def check(self, steps):
+        # called first, on the freshly loaded params0
+        self._run(steps)
+
+    def params(self):
+        out = []
+        for spec, i in zip(self.specs, range(0, len(self.p), 2)):
+            w = self.p[i].detach().numpy()
+            if spec["kind"] == "conv":
+                w = workloads.flip(w)
+            out.append((w.copy(), self.p[i + 1].detach().numpy().copy()))
+        return out
+
+    def epoch(self):
+        self._run(self.nb)
+
+    def info(self):
+        torch = self.torch
+        return {"torch": torch.__version__, "variant": self.variant,
+                "threads": torch.get_num_threads()}
+
+
+def main(argv=None):
+    return harness.main(TorchEngine, argv, extra=[("--variant", dict(
+        choices=("eager", "compile"), default="eager"))])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The book's networks, their data, initial weights and FLOP counts.
+
+One mathematics for every engine of the bench: each engine script builds its
+network from ``layers(name, mbs)``, starts from ``init_params(...)`` and trains
+on ``make_data(...)``.  Standard library and NumPy only (this module is also
+imported by the PyTensor engine, which runs in a venv with numpy<1.24).
+
+Layer specs are plain dicts:
+  {"kind": "conv", "filter": (F, C, KH, KW), "image": (mbs, C, H, W),
+   "pool": (ph, pw), "act": "relu" | "sigmoid" | ...}
+  {"kind": "fc", "n_in": I, "n_out": O, "act": ..., "p_dropout": p}
+  {"kind": "softmax", "n_in": I, "n_out": K, "p_dropout": p}
+"""
+
+import numpy as np
+
+# samples of one book epoch (MNIST's training set as network3 splits it)
+EPOCH_SAMPLES = 50000
+
+# network name -> (layer builder, eta, lmbda, mini-batch sizes benched,
+#                  default training samples per repetition)
+NETWORKS = {}
+
+
+def _conv_front(mbs):
+    return [
+        {"kind": "conv", "filter": (20, 1, 5, 5), "image": (mbs, 1, 28, 28),
+         "pool": (2, 2), "act": "relu"},
+        {"kind": "conv", "filter": (40, 20, 5, 5), "image": (mbs, 20, 12, 12),
+         "pool": (2, 2), "act": "relu"},
+    ]
+
+
+def _conv2_relu(mbs):
+    return _conv_front(mbs) + [
+        {"kind": "fc", "n_in": 40 * 4 * 4, "n_out": 100, "act": "relu", "p_dropout": 0.0},
+        {"kind": "softmax", "n_in": 100, "n_out": 10, "p_dropout": 0.0},
+    ]
+
+
+def _dropout(mbs):
+    return _conv_front(mbs) + [
+        {"kind": "fc", "n_in": 40 * 4 * 4, "n_out": 1000, "act": "relu", "p_dropout": 0.5},
+        {"kind": "fc", "n_in": 1000, "n_out": 1000, "act": "relu", "p_dropout": 0.5},
+        {"kind": "softmax", "n_in": 1000, "n_out": 10, "p_dropout": 0.5},
+    ]
+
+
+def _fc(mbs):
+    return [
+        {"kind": "fc", "n_in": 784, "n_out": 100, "act": "sigmoid", "p_dropout": 0.0},
+        {"kind": "softmax", "n_in": 100, "n_out": 10, "p_dropout": 0.0},
+    ]
+
+
+NETWORKS["conv2_relu"] = dict(build=_conv2_relu, eta=0.03, lmbda=0.1,
+                              mbs=(10, 128), samples=2560,
+                              title="conv 20-40 ReLU, FC 100, softmax")
+NETWORKS["dropout"] = dict(build=_dropout, eta=0.03, lmbda=0.1,
+                           mbs=(10,), samples=1280,
+                           title="conv 20-40 ReLU, FC 1000-1000 dropout 0.5")
+NETWORKS["fc"] = dict(build=_fc, eta=0.1, lmbda=0.0,
+                      mbs=(10, 128), samples=12800,
+                      title="FC 784-100 sigmoid, softmax")
+
+
+def cases(names=None, mbs_list=None):
+    """[(network, mbs)] in the bench's order, filtered by names / mbs."""
+    out = []
+    for name, spec in NETWORKS.items():
+        if names and name not in names:
+            continue
+        for mbs in spec["mbs"]:
+            if mbs_list and mbs not in mbs_list:
+                continue
+            out.append((name, mbs))
+    return out
+
+
+def layers(name, mbs):
+    """The layer specs of network ``name`` at mini-batch size ``mbs``."""
+    return NETWORKS[name]["build"](mbs)
+
+
+def hyper(name):
+    """(eta, lmbda) of network ``name``."""
+    spec = NETWORKS[name]
+    return spec["eta"], spec["lmbda"]
+
+
+def has_dropout(name):
+    return any(l.get("p_dropout", 0.0) > 0 for l in layers(name, 1))
+
+
+def round_samples(n, mbs):
+    """n rounded down to whole mini-batches (network3 drops a partial one)."""
+    return max(1, int(n) // mbs) * mbs
+
+
+def make_data(n, seed=1234):
+    """MNIST-shaped random data: x uniform float32 (n, 784), y int32 0..9."""
+    rng = np.random.RandomState(seed)
+    x = rng.uniform(0.0, 1.0, size=(n, 784)).astype(np.float32)
+    y = rng.randint(0, 10, size=n).astype(np.int32)
+    return x, y
+
+
+def init_params(name, seed=0):
+    """network3's initialisation, layer by layer, w then b (float32).
+
+    conv: w ~ N(0, sqrt(1/n_out)), n_out = F*KH*KW // (ph*pw); b ~ N(0, 1)
+    fc:   w ~ N(0, sqrt(1/n_out)) of shape (n_in, n_out);    b ~ N(0, 1)
+    softmax: w = 0, b = 0.
+    Conv weights are for a true convolution (Theano's conv2d): engines that
+    cross-correlate use ``flip(w)``, which gives exactly the same function.
+    Returns [(w, b), ...], one pair per layer.
+    """
+    rng = np.random.RandomState(seed)
+    out = []
+    for spec in layers(name, 1):
+        if spec["kind"] == "conv":
+            F, C, KH, KW = spec["filter"]
+            ph, pw = spec["pool"]
+            n_out = (F * KH * KW) // (ph * pw)
+            w = rng.normal(0.0, np.sqrt(1.0 / n_out), size=spec["filter"])
+            b = rng.normal(0.0, 1.0, size=(F,))
+        elif spec["kind"] == "fc":
+            w = rng.normal(0.0, np.sqrt(1.0 / spec["n_out"]),
+                           size=(spec["n_in"], spec["n_out"]))
+            b = rng.normal(0.0, 1.0, size=(spec["n_out"],))
+        else:
+            w = np.zeros((spec["n_in"], spec["n_out"]))
+            b = np.zeros((spec["n_out"],))
+        out.append((w.astype(np.float32), b.astype(np.float32)))
+    return out
+
+
+def flip(w):
+    """A conv kernel for cross-correlation from one for true convolution."""
+    return np.ascontiguousarray(w[:, :, ::-1, ::-1])
+
+
+def conv_out_shape(spec):
+    """(F, CH, CW, PH, PW) of a conv spec."""
+    F, C, KH, KW = spec["filter"]
+    _, _, H, W = spec["image"]
+    CH, CW = H - KH + 1, W - KW + 1
+    ph, pw = spec["pool"]
+    return F, CH, CW, CH // ph, CW // pw
+
+
+def flops_per_sample(name):
+    """FLOPs of one training step per sample, counted analytically.
+
+    Only the multiply-adds (2 FLOPs each) of the convolutions and the dense
+    products are counted; pooling, activations, softmax, dropout and the SGD
+    update are O(activations/params) and left out.
+      conv forward   2 * F*C*KH*KW * CH*CW
+      conv backward  the same for dW, and again for dX unless it is the
+                     first layer (the input needs no gradient)
+      dense forward  2 * I*O;  backward 2*I*O for dW, 2*I*O for dX unless
+                     it is the first layer
+    """
+    total = 0
+    for i, spec in enumerate(layers(name, 1)):
+        first = i == 0
+        if spec["kind"] == "conv":
+            F, C, KH, KW = spec["filter"]
+            _, CH, CW, _, _ = conv_out_shape(spec)
+            macs = F * C * KH * KW * CH * CW
+        else:
+            macs = spec["n_in"] * spec["n_out"]
+        passes = 2 if first else 3          # fwd, dW (, dX)
+        total += 2 * macs * passes
+    return total
+
+
+def l2_per_step(name, n_train, mbs):
+    """network3's L2 coefficient per step: lmbda / num_training_batches."""
+    _, lmbda = hyper(name)
+    return lmbda / (n_train // mbs)
