@@ -48,7 +48,6 @@ class TorchEngine(object):
         self.x = torch.from_numpy(x)
         self.y = torch.from_numpy(y.astype(np.int64))
         self.nb = x.shape[0] // args.mbs
-        self.params0 = params0
         self._load(params0)
         if self.variant == "compile":
             self._step = torch.compile(self._functional_step, fullgraph=True)
@@ -112,7 +111,7 @@ class TorchEngine(object):
 
         grads = torch.func.grad(cost)(p)
         with torch.no_grad():
-            for i, (a, g) in enumerate(zip(p, grads)):
+            for a, g in zip(p, grads):
                 a.sub_(self.eta * g)
 
     def _run(self, nbatches):

@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_bench_smoke_runs_and_reports_fastnet(tmp_path):
     out = tmp_path / "smoke.json"
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bench", "run.py"), "--smoke",
+        [sys.executable, os.path.join(ROOT, "bench", "run.py"), "--smoke", "--strict",
          "--engines", "fastnet,fastnet-reference", "--no-plot", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
