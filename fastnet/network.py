@@ -318,7 +318,9 @@ class Network(object):
         New keywords: ``progress=True`` draws a progress line on stderr;
         ``checkpoint="path.npz"`` saves the whole training state atomically
         after every epoch (and on Ctrl-C) and, when the file exists at the
-        start, resumes from it.  Returns a TrainingHistory.
+        start, resumes from it -- only for the same network, arguments and
+        data (a fingerprint of the data is kept in the file); otherwise a
+        ValueError.  Returns a TrainingHistory.
         """
         epochs = self._check_count(epochs, "epochs")
         sgd_mbs = self._check_count(mini_batch_size, "mini_batch_size")
@@ -345,9 +347,13 @@ class Network(object):
         state = {"epoch": 0, "minibatch_index": 0,
                  "best_validation_accuracy": 0.0, "best_iteration": None,
                  "test_accuracy": None, "history": []}
+        data_fingerprints = None
         if checkpoint is not None:
             from . import persist
-            resumed = persist.load_checkpoint(checkpoint, self, run)
+            # once per call (one pass over the data), reused by every save
+            data_fingerprints = persist.data_fingerprints(
+                (train_x, train_y), (valid_x, valid_y), (test_x, test_y))
+            resumed = persist.load_checkpoint(checkpoint, self, run, data_fingerprints)
             if resumed is not None:
                 state.update(resumed)
 
@@ -366,7 +372,7 @@ class Network(object):
                 "epoch": epoch, "minibatch_index": minibatch_index,
                 "best_validation_accuracy": best_validation_accuracy,
                 "best_iteration": best_iteration, "test_accuracy": test_accuracy,
-                "history": history.epochs})
+                "history": history.epochs}, data_fingerprints)
 
         self._params_to_engine()
         tx_e, ty_e = self._to_engine(train_x, train_y)

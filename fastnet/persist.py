@@ -11,6 +11,12 @@ removed by the next write or read of the same path.
     fastnet.load(path)                            a Network, same predictions
     net.SGD(..., checkpoint=path)                 resumable training
 
+A checkpoint records a fingerprint (BLAKE2b of dtype, shape and bytes) of
+the training, validation and test data it was written with; resuming with
+different data -- even of the same size -- is refused with a ValueError.
+Checkpoints of format version 1 (written before fingerprints) still resume,
+with a warning that the data cannot be checked; the next save upgrades them.
+
 Reading treats the file as untrusted: a pickle (bare, gzip'd, or as an
 object array inside the archive) is refused with ``pickle.UnpicklingError``;
 anything truncated, corrupt or inconsistent raises ``ValueError`` naming the
@@ -19,11 +25,13 @@ the bytes really present before anything is allocated.
 """
 
 import gzip
+import hashlib
 import io
 import json
 import os
 import pickle
 import pickletools
+import warnings
 import zipfile
 import zlib
 
@@ -31,7 +39,12 @@ import numpy as np
 
 NETWORK_FORMAT = "fastnet-network"
 CHECKPOINT_FORMAT = "fastnet-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1                 # networks
+CHECKPOINT_VERSION = 2             # 2: with data fingerprints; 1 still resumes
+_READABLE_VERSIONS = {NETWORK_FORMAT: (FORMAT_VERSION,),
+                      CHECKPOINT_FORMAT: (1, CHECKPOINT_VERSION)}
+DATASETS = ("training_data", "validation_data", "test_data")
+_FINGERPRINT_CHARS = 32            # blake2b, 16-byte digest, hex
 
 _META = "meta_json"
 _MAX_META_CHARS = 1 << 20          # the JSON text: layer specs and bookkeeping
@@ -47,6 +60,32 @@ def _meta(net):
             "floatx": str(net.dtype),
             "dropout_seeds": [str(getattr(l, "dropout_seed", 0)) for l in net.layers],
             "step_count": int(net.step_count)}
+
+
+def fingerprint(*arrays):
+    """A short deterministic digest of arrays: their dtypes, shapes and bytes
+    (BLAKE2b, 128 bits, hex).  Costs one pass over the data (about 1 GB/s);
+    SGD computes it once per call, not once per checkpoint write."""
+    h = hashlib.blake2b(digest_size=_FINGERPRINT_CHARS // 2)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(("%s%s;" % (a.dtype.str, a.shape)).encode("ascii"))
+        h.update(memoryview(a.reshape(-1)).cast("B"))
+    return h.hexdigest()
+
+
+def data_fingerprints(training, validation, test):
+    """``{"training_data": ..., "validation_data": ..., "test_data": ...}``,
+    the fingerprint of each checked ``(x, y)`` pair SGD trains and
+    evaluates on."""
+    done, out = [], {}
+    for name, (x, y) in zip(DATASETS, (training, validation, test)):
+        # the same x passed twice (validation_data = test_data): hashed once
+        same = [fp for (dx, dy, fp) in done if dx is x and dy.dtype == y.dtype
+                and np.array_equal(dy, y)]
+        out[name] = same[0] if same else fingerprint(x, y)
+        done.append((x, y, out[name]))
+    return out
 
 
 def _tmp_prefix(path):
@@ -136,15 +175,17 @@ def save(net, path):
     _write_atomic(path, _arrays(net, meta, path, ValueError))
 
 
-def save_checkpoint(path, net, run, state):
-    """Write the whole training state of an SGD call to ``path``.
+def save_checkpoint(path, net, run, state, data):
+    """Write the whole training state of an SGD call to ``path``; ``data``
+    is ``data_fingerprints(...)`` of the call's data.
 
     Weights that are not finite are never written (FloatingPointError): the
     previous checkpoint, the last good state, stays.
     """
     path = os.fspath(path)
     meta = _meta(net)
-    meta.update(format=CHECKPOINT_FORMAT, version=FORMAT_VERSION, run=run, state=state)
+    meta.update(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, run=run,
+                state=state, data=data)
     _write_atomic(path, _arrays(net, meta, path, FloatingPointError))
 
 
@@ -312,9 +353,12 @@ class _Archive(object):
             raise ValueError("%s: expected a %s file, found format %r"
                              % (path, expected_format,
                                 meta.get("format") if isinstance(meta, dict) else None))
-        if meta.get("version") != FORMAT_VERSION:
+        versions = _READABLE_VERSIONS[expected_format]
+        version = meta.get("version")
+        if not _is_int(version) or version not in versions:
             raise ValueError("%s: format version %r is not supported (this fastnet reads "
-                             "version %d)" % (path, meta.get("version"), FORMAT_VERSION))
+                             "%s version %s)" % (path, version, expected_format,
+                                                 " or ".join(map(str, versions))))
         return meta
 
 
@@ -490,12 +534,33 @@ def _check_state(path, state, run):
     return state
 
 
-def load_checkpoint(path, net, run):
-    """The saved SGD state for ``net`` and this ``run``, or None if no file.
+def _check_data(path, meta, data):
+    """The checkpoint was written with the same data as this call's."""
+    saved = meta.get("data")
+    if meta["version"] < 2:
+        return          # written before fingerprints: load_checkpoint warns
+    if not isinstance(saved, dict) or set(saved) != set(DATASETS) or not all(
+            isinstance(v, str) and len(v) == _FINGERPRINT_CHARS for v in saved.values()):
+        raise ValueError("%s: checkpoint is corrupt (data fingerprints %r)"
+                         % (path, saved))
+    for name in DATASETS:
+        if saved[name] != data[name]:
+            raise ValueError(
+                "checkpoint %s was written with different %s: the %s of this call "
+                "has the same size but other contents (fingerprint %s; the "
+                "checkpoint's is %s); to start fresh, delete the file or use another "
+                "checkpoint path" % (path, name.replace("_", " "), name, data[name],
+                                     saved[name]))
+
+
+def load_checkpoint(path, net, run, data):
+    """The saved SGD state for ``net``, this ``run`` and this ``data``
+    (``data_fingerprints(...)``), or None if no file.
 
     The weights, dropout seeds and step counter are put back into ``net``.
-    A checkpoint of another network or another SGD call is refused with a
-    ValueError rather than silently mixed in; ``net`` is then untouched.
+    A checkpoint of another network, another SGD call or other data is
+    refused with a ValueError rather than silently mixed in; ``net`` is then
+    untouched.
     """
     path = os.fspath(path)
     _remove_stale_tmp(path)
@@ -513,7 +578,13 @@ def load_checkpoint(path, net, run):
         raise ValueError(
             "checkpoint %s was written by a different SGD call (%r) than this one (%r); "
             "remove it or use another path" % (path, meta.get("run"), run))
+    _check_data(path, meta, data)
     _check_common(path, meta, len(net.layers))
     state = _check_state(path, meta.get("state"), run)
     _apply(net, meta, _params_from(archive, net))
+    if meta["version"] < 2:
+        warnings.warn(
+            "checkpoint %s was written by an older fastnet (format version %d) without "
+            "a fingerprint of the training data: resuming without checking that the "
+            "data are the same" % (path, meta["version"]), UserWarning, stacklevel=3)
     return state

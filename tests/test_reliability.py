@@ -7,8 +7,9 @@
 * determinism: the same seed gives bitwise the same weights;
 * checkpoints: a run killed with SIGKILL (or interrupted with Ctrl-C) in the
   middle of an epoch and restarted with the same command ends bitwise equal
-  to a run never interrupted; a checkpoint of another run is refused; a kill
-  while writing leaves the old checkpoint and no temporary file.
+  to a run never interrupted; a checkpoint of another run, or of other data
+  of the same size (a fingerprint of the data is in the file), is refused; a
+  kill while writing leaves the old checkpoint and no temporary file.
 
 Every engine that imports is tested; the compiled cpu engine is skipped with
 a reason when it is not built, and fails the run under CI=true.
@@ -683,6 +684,181 @@ def test_checkpoint_of_another_network_or_call_refused(tmp_path):
     finally:
         fastnet.set_floatx("float32")
     refused(f64, "different network")
+
+
+def _ck_data(n=60):
+    """Training, validation and test data of the checkpoint tests, as three
+    separate (x, y) pairs that can be changed one at a time."""
+    (x, y), _, _, _, v, _ = _ck_args(n=n)
+    t = data(n=30, n_in=64, seed=3)
+    return [(x.copy(), y.copy()), (v[0].copy(), v[1].copy()), (t[0].copy(), t[1].copy())]
+
+
+def sgd_data(net, ck, d, epochs=3):
+    return net.SGD(d[0], epochs, MBS, 0.1, d[1], d[2], lmbda=0.1, checkpoint=ck)
+
+
+def _changed(which, how):
+    d = _ck_data()
+    x, y = d[which]
+    if how == "other":            # other data of the same shape
+        x[:] = data(n=len(x), n_in=64, seed=40 + which)[0]
+    elif how == "element":        # a single element of x
+        x[17 % len(x), 5] += 0.25
+    elif how == "label":          # a single label
+        y[3] = (y[3] + 1) % 3
+    return d
+
+
+@pytest.mark.parametrize("which, how", [
+    (0, "other"), (0, "element"), (0, "label"),
+    (1, "other"), (1, "element"), (1, "label"),
+    (2, "other"), (2, "element"), (2, "label")])
+def test_checkpoint_of_other_data_refused(tmp_path, which, how):
+    """Resuming with data of the same size but other contents -- even one
+    element or one label -- is a ValueError naming the path and the data;
+    the network and the file are untouched; a fresh path starts afresh."""
+    ck = str(tmp_path / "ck.npz")
+    sgd_data(conv_net(), ck, _ck_data())
+    saved = open(ck, "rb").read()
+    d = _changed(which, how)
+    net = conv_net()
+    before = weights(net)
+    name = persist.DATASETS[which]
+    msg = raises([re.escape(ck), "different %s" % name.replace("_", " "), name,
+                  "delete the file or use another checkpoint path"],
+                 sgd_data, net, ck, d)
+    assert "training data" not in msg or which == 0, msg
+    assert_bitwise(weights(net), before)
+    assert open(ck, "rb").read() == saved
+    # the way out the message names: another path trains from scratch
+    fresh, plain = conv_net(), conv_net()
+    sgd_data(fresh, str(tmp_path / "other.npz"), d)
+    plain.SGD(d[0], 3, MBS, 0.1, d[1], d[2], lmbda=0.1)
+    assert_bitwise(weights(fresh), weights(plain))
+
+
+def test_checkpoint_same_data_other_arrays_resumes(tmp_path):
+    """The fingerprint is of the data as trained on: equal copies, float64
+    or non-contiguous input with the same values, and network3-style
+    float labels resume as the same data."""
+    ck = str(tmp_path / "ck.npz")
+    plain = conv_net()
+    sgd_data(plain, ck, _ck_data())
+    meta, _ = persist.read_file(ck, persist.CHECKPOINT_FORMAT)
+    assert meta["version"] == persist.CHECKPOINT_VERSION
+    assert sorted(meta["data"]) == sorted(persist.DATASETS)
+    d = _ck_data()
+    x, y = d[0]
+    wide = np.zeros((len(x), 128), np.float64)
+    wide[:, ::2] = x
+    d[0] = (wide[:, ::2], y.astype(np.float32))
+    again = conv_net()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sgd_data(again, ck, d)
+    assert_bitwise(weights(again), weights(plain))
+
+
+def test_data_fingerprint():
+    x, y = data(n=50, n_in=64)
+    f = persist.fingerprint(x, y)
+    assert f == persist.fingerprint(x.copy(), y.copy()) and len(f) == 32
+    assert f != persist.fingerprint(x.reshape(25, 128), y)           # shape counts
+    assert f != persist.fingerprint(x, y.astype(np.int32))           # dtype counts
+    assert f != persist.fingerprint(y, x)                            # order counts
+    z = x.copy()
+    z[49, 63] = np.nextafter(z[49, 63], np.float32(2))               # one ulp
+    assert f != persist.fingerprint(z, y)
+    fps = persist.data_fingerprints((x, y), (x, y), (z, y))
+    assert fps == {"training_data": f, "validation_data": f,
+                   "test_data": persist.fingerprint(z, y)}
+
+
+def _to_version_1(ck):
+    """The checkpoint as the previous fastnet wrote it: version 1, no data
+    fingerprints."""
+    meta, arrays = persist.read_file(ck, persist.CHECKPOINT_FORMAT)
+    del meta["data"]
+    meta["version"] = 1
+    arrays.pop("meta_json")
+    np.savez(ck, meta_json=np.array(json.dumps(meta)), **arrays)
+
+
+def test_version_1_checkpoint_resumes_with_warning_and_is_upgraded(tmp_path, monkeypatch):
+    """A checkpoint written before fingerprints resumes (a run in progress
+    survives the upgrade), with a warning that its data cannot be checked;
+    the next save writes the fingerprints."""
+    ck = str(tmp_path / "ck.npz")
+    plain = conv_net()
+    plain.SGD(*_ck_args(), lmbda=0.1)
+    net = conv_net()
+    real = net._train_batches
+
+    def train_batches(*args):
+        if net.step_count >= 6:                      # epoch 1: after one checkpoint
+            raise RuntimeError("stop")
+        real(*args)
+    monkeypatch.setattr(net, "_train_batches", train_batches)
+    with pytest.raises(RuntimeError, match="stop"):
+        sgd_ck(net, ck)
+    _to_version_1(ck)
+    resumed = conv_net()
+    with pytest.warns(UserWarning, match="without a fingerprint") as record:
+        h = sgd_ck(resumed, ck)
+    assert ck in str(record[0].message)
+    assert record[0].filename == __file__            # points at the SGD call
+    assert_bitwise(weights(resumed), weights(plain))
+    assert [e["epoch"] for e in h.epochs] == [0, 1, 2]
+    meta, _ = persist.read_file(ck, persist.CHECKPOINT_FORMAT)
+    assert meta["version"] == persist.CHECKPOINT_VERSION and "data" in meta
+
+
+@pytest.mark.parametrize("version", [0, 3, "2", 2.0, True, None])
+def test_unknown_checkpoint_version_refused(tmp_path, version):
+    ck = str(tmp_path / "ck.npz")
+    sgd_ck(conv_net(), ck, epochs=1)
+    meta, arrays = persist.read_file(ck, persist.CHECKPOINT_FORMAT)
+    meta["version"] = version
+    arrays.pop("meta_json")
+    np.savez(ck, meta_json=np.array(json.dumps(meta)), **arrays)
+    raises([re.escape(ck), "version"], sgd_ck, conv_net(), ck, epochs=1)
+
+
+@pytest.mark.parametrize("fingerprints", [
+    "missing", None, {}, "abc", {"training_data": "0" * 32},
+    {"training_data": 5, "validation_data": "0" * 32, "test_data": "0" * 32},
+    {"training_data": "0" * 31, "validation_data": "0" * 32, "test_data": "0" * 32}])
+def test_corrupt_data_fingerprints_refused(tmp_path, fingerprints):
+    ck = str(tmp_path / "ck.npz")
+    sgd_ck(conv_net(), ck, epochs=1)
+    meta, arrays = persist.read_file(ck, persist.CHECKPOINT_FORMAT)
+    if fingerprints == "missing":
+        del meta["data"]
+    else:
+        meta["data"] = fingerprints
+    arrays.pop("meta_json")
+    np.savez(ck, meta_json=np.array(json.dumps(meta)), **arrays)
+    net = conv_net()
+    before = weights(net)
+    raises([re.escape(ck), "corrupt"], sgd_ck, net, ck, epochs=1)
+    assert_bitwise(weights(net), before)
+
+
+def test_data_fingerprinted_once_per_sgd_call(tmp_path, monkeypatch):
+    """Hashing costs a pass over the data: once per SGD call, however many
+    checkpoints are written (and not at all without a checkpoint)."""
+    calls = []
+    real = persist.fingerprint
+
+    def fingerprint(*arrays):
+        calls.append(1)
+        return real(*arrays)
+    monkeypatch.setattr(persist, "fingerprint", fingerprint)
+    conv_net().SGD(*_ck_args(), lmbda=0.1)
+    assert calls == []
+    sgd_ck(conv_net(), str(tmp_path / "ck.npz"), epochs=3)
+    assert len(calls) == 2          # training + (validation is test): one each
 
 
 def test_corrupt_checkpoint_refused_with_path(tmp_path):
