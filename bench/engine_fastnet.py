@@ -1,9 +1,13 @@
 """fastnet engine of the bench, through the public API only.
 
     python bench/engine_fastnet.py --network conv2_relu --mbs 10 [--variant reference]
+    python bench/engine_fastnet.py --network conv2_relu --mbs 10 --device cuda
 
 ``Network(layers, mbs, engine=...)`` with ``engine="cpu"`` (the compiled
-engine, the default) or ``engine="reference"`` (the NumPy oracle); weights set
+engine, the default) or ``engine="reference"`` (the NumPy oracle), or with
+``--device cuda`` ``Network(layers, mbs, device="cuda")`` (the Numba CUDA
+engine; its SGD copies the data to the GPU on each call and waits for the GPU
+at the end of each epoch, inside the timed call); weights set
 with ``layer.w.set_value``; one repetition epoch is one
 ``net.SGD((x, y), 1, mbs, eta, (vx, vy), (tx, ty), lmbda=...)`` call whose
 validation and test sets are a single mini-batch, with SGD's log lines sent to
@@ -40,14 +44,44 @@ def import_fastnet():
         raise
 
 
+def _cuda_reason(e):
+    return "%s: %s" % (type(e).__name__, e)
+
+
 class FastnetEngine(object):
     """fastnet through network3's API."""
 
     name = "fastnet"
+    devices = ("cpu", "cuda")
+
+    @staticmethod
+    def probe(args):
+        """Can fastnet train on args.device here?  (The cuda engine finds its GPU.)"""
+        try:
+            fastnet = import_fastnet()
+        except Exception as e:  # noqa: BLE001
+            return {"ok": False, "reason": "fastnet does not import (%s)" % _cuda_reason(e)}
+        if args.device != "cuda":
+            return {"ok": True}
+        if args.variant != "cpu":
+            return {"ok": False, "reason": "fastnet's %s engine runs on the CPU only"
+                                           % args.variant}
+        try:
+            engine = fastnet.get_engine("cuda")
+            dev = engine.info()
+        except Exception as e:  # noqa: BLE001 -- no numba-cuda, no driver, no GPU
+            return {"ok": False, "reason": "fastnet's cuda engine cannot run here (%s)"
+                                           % _cuda_reason(e)}
+        return {"ok": True, "gpu": dev.name, "simulated": bool(dev.simulated),
+                "info": {"device": repr(dev)}}
 
     def __init__(self, args, net, x, y, params0, eta, l2):
         self.variant = args.variant
+        self.device = args.device
         self.name = "fastnet" if args.variant == "cpu" else "fastnet-" + args.variant
+        if self.device == "cuda" and self.variant != "cpu":
+            raise harness.SkipEngine("fastnet's %s engine runs on the CPU only"
+                                     % self.variant)
         t0 = time.perf_counter()
         try:
             fastnet = import_fastnet()
@@ -83,10 +117,14 @@ class FastnetEngine(object):
             layer.b.set_value(b)
         self.layers = layers
         try:
-            self.net = Network(layers, mbs, engine=args.variant)
+            if self.device == "cuda":
+                self.net = Network(layers, mbs, device="cuda")
+            else:
+                self.net = Network(layers, mbs, engine=args.variant)
         except Exception as e:  # noqa: BLE001 -- e.g. the compiled engine is not built
             raise harness.SkipEngine("fastnet engine %r is not available (%s: %s)"
-                                     % (args.variant, type(e).__name__, e))
+                                     % ("cuda" if self.device == "cuda" else args.variant,
+                                        type(e).__name__, e))
         self.history = None
         # sum of TrainingHistory.training_seconds (SGD's own training time)
         self.inner_seconds = 0.0
@@ -110,8 +148,13 @@ class FastnetEngine(object):
                 for l in self.layers]
 
     def info(self):
-        return {"fastnet": getattr(self.fastnet, "__version__", "?"),
-                "engine": self.variant, "path": os.path.dirname(self.fastnet.__file__)}
+        out = {"fastnet": getattr(self.fastnet, "__version__", "?"),
+               "engine": self.net.engine.name, "device": self.device,
+               "path": os.path.dirname(self.fastnet.__file__)}
+        if self.device == "cuda":
+            dev = self.net.engine.info()
+            out.update(gpu=dev.name, gpu_info=repr(dev), simulated=bool(dev.simulated))
+        return out
 
 
 def _act_name(name):

@@ -1,7 +1,10 @@
-"""JAX reference engine of the bench (CPU): one jitted SGD step per
-mini-batch (``--variant jit``), or the whole epoch as one ``lax.scan``
-(``--variant scan``).  Both are compiled ahead of time, so their compile time
-is the setup time.
+"""JAX reference engine of the bench: one jitted SGD step per mini-batch
+(``--variant jit``), or the whole epoch as one ``lax.scan`` (``--variant
+scan``).  Both are compiled ahead of time, so their compile time is the setup
+time.  On the CPU by default; ``--device cuda`` runs on JAX's GPU backend
+(a jaxlib with its CUDA plugin, ``pip install "jax[cuda13]"``), with
+XLA_PYTHON_CLIENT_PREALLOCATE=false (other engines' workers share the GPU)
+and the default matmul precision set to "highest" (float32, no TF32).
 
     python bench/engine_jax.py --network conv2_relu --mbs 10 --variant scan
 
@@ -28,8 +31,25 @@ class JaxEngine(object):
     """JAX (jit per step, or lax.scan over the epoch) on the book's networks."""
 
     name = "jax-jit"
+    devices = ("cpu", "cuda")
+
+    @staticmethod
+    def probe(args):
+        try:
+            import jax
+        except ImportError as e:
+            return {"ok": False, "reason": "JAX is not installed (%s); pip install jax "
+                                           "jaxlib" % e}
+        if args.device != "cuda":
+            return {"ok": True, "info": {"jax": jax.__version__}}
+        gpu, why = _gpu(jax)
+        if why:
+            return {"ok": False, "reason": why}
+        return {"ok": True, "gpu": gpu.device_kind, "info": {"jax": jax.__version__}}
 
     def __init__(self, args, net, x, y, params0, eta, l2):
+        if args.device == "cuda":
+            os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         t0 = time.perf_counter()
         try:
             import jax
@@ -38,7 +58,16 @@ class JaxEngine(object):
         except ImportError as e:
             raise harness.SkipEngine("JAX is not installed (%s); pip install jax jaxlib" % e)
         harness.IMPORT_S["s"] = time.perf_counter() - t0
-        jax.config.update("jax_platforms", "cpu")
+        self.device = args.device
+        if args.device == "cuda":
+            gpu, why = _gpu(jax)
+            if why:
+                raise harness.SkipEngine(why)
+            jax.config.update("jax_default_device", gpu)
+            jax.config.update("jax_default_matmul_precision", "highest")
+            self.gpu = gpu
+        else:
+            jax.config.update("jax_platforms", "cpu")
         self.jax, self.jnp, self.lax = jax, jnp, lax
         self.variant = args.variant
         self.name = "jax-" + args.variant
@@ -60,6 +89,7 @@ class JaxEngine(object):
             self.xs, self.ys = xs, ys
             epoch = jax.jit(self._scan_epoch, donate_argnums=0)
             self._epoch = epoch.lower(self.p, xs, ys, self.key, 0).compile()
+        jax.block_until_ready((self.p, self.x, self.y))
 
     def _load(self, params0):
         jnp = self.jnp
@@ -157,8 +187,25 @@ class JaxEngine(object):
 
     def info(self):
         import jaxlib
-        return {"jax": self.jax.__version__, "jaxlib": jaxlib.__version__,
-                "variant": self.variant, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+        out = {"jax": self.jax.__version__, "jaxlib": jaxlib.__version__,
+               "variant": self.variant, "device": self.device,
+               "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+        if self.device == "cuda":
+            out.update(gpu=self.gpu.device_kind, matmul_precision="highest")
+        return out
+
+
+def _gpu(jax):
+    """(JAX's first GPU device, None), or (None, why there is none)."""
+    try:
+        gpus = jax.devices("gpu")
+    except Exception as e:  # noqa: BLE001 -- RuntimeError: no gpu backend
+        return None, ("JAX %s sees no GPU (%s); pip install \"jax[cuda13]\""
+                      % (jax.__version__, str(e).splitlines()[0] if str(e) else
+                         type(e).__name__))
+    if not gpus:
+        return None, "JAX %s sees no GPU" % jax.__version__
+    return gpus[0], None
 
 
 def main(argv=None):

@@ -2,6 +2,12 @@
 torch.compile (inductor).
 
     python bench/engine_torch.py --network conv2_relu --mbs 10 [--variant compile]
+    python bench/engine_torch.py --network conv2_relu --mbs 10 --device cuda
+
+With ``--device cuda`` the data and parameters live on torch.device("cuda")
+(the data copied once, at setup), TF32 is off (float32 arithmetic, as
+fastnet's kernels do it), and every timed call ends with
+torch.cuda.synchronize().
 
 Same mathematics as network3: conv (cross-correlation on flipped kernels, so
 the same function as Theano's true convolution), max-pool 2x2, bias, then the
@@ -24,6 +30,22 @@ class TorchEngine(object):
     """PyTorch (eager or torch.compile) on the book's networks."""
 
     name = "torch-eager"
+    devices = ("cpu", "cuda")
+
+    @staticmethod
+    def probe(args):
+        try:
+            import torch
+        except ImportError as e:
+            return {"ok": False, "reason": "PyTorch is not installed (%s); "
+                                           "pip install torch==2.13.0" % e}
+        if args.device != "cuda":
+            return {"ok": True, "info": {"torch": torch.__version__}}
+        why = _no_cuda(torch)
+        if why:
+            return {"ok": False, "reason": why}
+        return {"ok": True, "gpu": torch.cuda.get_device_name(0),
+                "info": {"torch": torch.__version__, "cuda": torch.version.cuda}}
 
     def __init__(self, args, net, x, y, params0, eta, l2):
         t0 = time.perf_counter()
@@ -35,6 +57,16 @@ class TorchEngine(object):
                                      "pip install torch==2.13.0" % e)
         harness.IMPORT_S["s"] = time.perf_counter() - t0
         self.torch, self.F = torch, F
+        self.cuda = args.device == "cuda"
+        if self.cuda:
+            why = _no_cuda(torch)
+            if why:
+                raise harness.SkipEngine(why)
+            # float32 arithmetic, as fastnet's kernels (TF32 would round the
+            # conv / matmul inputs to 10-bit mantissas)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        self.dev = torch.device("cuda" if self.cuda else "cpu")
         torch.set_num_threads(args.threads)
         try:
             torch.set_num_interop_threads(1)
@@ -45,8 +77,8 @@ class TorchEngine(object):
         self.mbs = args.mbs
         self.specs = workloads.layers(net, args.mbs)
         self.eta, self.l2 = float(eta), float(l2)
-        self.x = torch.from_numpy(x)
-        self.y = torch.from_numpy(y.astype(np.int64))
+        self.x = torch.from_numpy(x).to(self.dev)
+        self.y = torch.from_numpy(y.astype(np.int64)).to(self.dev)
         self.nb = x.shape[0] // args.mbs
         self._load(params0)
         if self.variant == "compile":
@@ -57,6 +89,12 @@ class TorchEngine(object):
                  {"params": self.p[1::2], "weight_decay": 0.0}],
                 lr=self.eta, momentum=0.0, foreach=True)
             self._step = self._eager_step
+        self._sync()
+
+    def _sync(self):
+        """Wait for the GPU (a no-op on the CPU): before any timer stops."""
+        if self.cuda:
+            self.torch.cuda.synchronize()
 
     def _load(self, params0):
         torch = self.torch
@@ -65,8 +103,8 @@ class TorchEngine(object):
             if spec["kind"] == "conv":
                 w = workloads.flip(w)
             grad = self.variant != "compile"
-            self.p.append(torch.tensor(w).requires_grad_(grad))
-            self.p.append(torch.tensor(b).requires_grad_(grad))
+            self.p.append(torch.tensor(w, device=self.dev).requires_grad_(grad))
+            self.p.append(torch.tensor(b, device=self.dev).requires_grad_(grad))
 
     def _act(self, h, name):
         if name == "relu":
@@ -127,23 +165,40 @@ class TorchEngine(object):
     def check(self, steps):
         # called first, on the freshly loaded params0
         self._run(steps)
+        self._sync()
 
     def params(self):
         out = []
         for spec, i in zip(self.specs, range(0, len(self.p), 2)):
-            w = self.p[i].detach().numpy()
+            w = self.p[i].detach().cpu().numpy()
             if spec["kind"] == "conv":
                 w = workloads.flip(w)
-            out.append((w.copy(), self.p[i + 1].detach().numpy().copy()))
+            out.append((w.copy(), self.p[i + 1].detach().cpu().numpy().copy()))
         return out
 
     def epoch(self):
         self._run(self.nb)
+        self._sync()
 
     def info(self):
         torch = self.torch
-        return {"torch": torch.__version__, "variant": self.variant,
-                "threads": torch.get_num_threads()}
+        out = {"torch": torch.__version__, "variant": self.variant,
+               "threads": torch.get_num_threads(), "device": str(self.dev)}
+        if self.cuda:
+            out.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
+                       cudnn=torch.backends.cudnn.version(), tf32=False)
+        return out
+
+
+def _no_cuda(torch):
+    """Why this PyTorch cannot use a GPU here, or None when it can."""
+    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+        return ("this PyTorch build has no CUDA (torch %s); install a CUDA build "
+                "of torch==2.13.0" % torch.__version__)
+    if not torch.cuda.is_available():
+        return ("PyTorch %s (CUDA %s) sees no CUDA device"
+                % (torch.__version__, torch.version.cuda))
+    return None
 
 
 def main(argv=None):

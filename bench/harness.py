@@ -20,8 +20,20 @@ An engine script defines a class with this shape and calls ``main(cls)``:
             ...                             # and return when it is done
         def info(self):                     # versions, settings (a dict)
             ...
+        devices = ("cpu", "cuda")           # where it can run (default: cpu)
+        @staticmethod
+        def probe(args):                    # optional: can it run on
+            ...                             # args.device here? a dict
+
+With ``--device cuda`` (``args.device``) the engine trains on the GPU, and
+``__init__``, ``check`` and ``epoch`` return only when the GPU has finished
+their work (torch.cuda.synchronize, block_until_ready, ...), so every timer
+stops after the device work it measures.  ``probe(args)`` returns
+{"ok": bool, "reason": why not, "gpu": the GPU's name, ...}; ``--probe`` runs
+only it (no network, no data) for bench/run.py's check before any case.
 
 ``main`` prints JSON lines on stdout:
+  {"event": "probe", "ok": ...}         --probe: can the engine run on --device
   {"event": "skip", "reason": ...}      the engine cannot run here (exit 0)
   {"event": "ready", ...}               after setup, check and one warm-up
                                         epoch (their wall times)
@@ -127,8 +139,14 @@ def emit(obj):
 
 def parser(description):
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--network", required=True, choices=sorted(workloads.NETWORKS))
-    p.add_argument("--mbs", type=int, required=True)
+    p.add_argument("--network", choices=sorted(workloads.NETWORKS),
+                   help="required unless --probe")
+    p.add_argument("--mbs", type=int, help="required unless --probe")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the engine trains (default cpu)")
+    p.add_argument("--probe", action="store_true",
+                   help="only say whether the engine can run on --device here "
+                        "(one JSON line), then exit")
     p.add_argument("--samples", type=int, default=None,
                    help="training samples per epoch of a repetition "
                         "(default: the network's own)")
@@ -185,14 +203,37 @@ def main(engine_cls, argv=None, extra=()):
     args = p.parse_args(argv)
     if args.threads is None:
         args.threads = int(os.environ.get("FASTNET_BENCH_THREADS", "2"))
+    devices = getattr(engine_cls, "devices", ("cpu",))
+    not_here = (None if args.device in devices else
+                "%s runs on %s only, not on %s" % (engine_cls.name, " / ".join(devices),
+                                                   args.device))
+    if args.probe:
+        if not_here:
+            res = {"ok": False, "reason": not_here}
+        elif hasattr(engine_cls, "probe"):
+            try:
+                res = engine_cls.probe(args)
+            except Exception as e:  # noqa: BLE001 -- a probe that fails says why
+                res = {"ok": False, "reason": "probe failed (%s: %s)"
+                                              % (type(e).__name__, e)}
+        else:
+            res = {"ok": True}
+        emit(dict(res, event="probe", engine=engine_cls.name, device=args.device))
+        return 0
+    if args.network is None or args.mbs is None:
+        p.error("--network and --mbs are required (unless --probe)")
     net, mbs = args.network, args.mbs
-    n = workloads.round_samples(args.samples or workloads.NETWORKS[net]["samples"], mbs)
+    n = workloads.round_samples(args.samples or workloads.default_samples(net, args.device),
+                                mbs)
+    head = {"engine": engine_cls.name, "network": net, "mbs": mbs, "n": n,
+            "threads": args.threads, "device": args.device}
+    if not_here:
+        emit(dict(head, event="skip", reason=not_here))
+        return 0
     x, y = workloads.make_data(n)
     params0 = workloads.init_params(net, seed=args.seed)
     eta, _ = workloads.hyper(net)
     l2 = workloads.l2_per_step(net, n, mbs)
-    head = {"engine": engine_cls.name, "network": net, "mbs": mbs, "n": n,
-            "threads": args.threads}
 
     t0 = time.perf_counter()
     try:

@@ -3,12 +3,14 @@
     python bench/run.py [--smoke] [--repeats 5] [--threads 2] [--samples N]
                         [--engines fastnet,torch-eager,...] [--networks conv2_relu,fc]
                         [--pytensor-python /path/to/venv/bin/python] [--out results.json]
+                        [--device cpu|cuda]
 
 For each network and mini-batch size, every engine trains in its own
 subprocess (thread settings in its environment, so nothing leaks between
 engines); the driver asks each in turn for one timed repetition, rotating the
-order every round, and reports medians.  bench/README.md says what is measured
-and how.  ``main(argv)`` is the entry point (``python -m fastnet.bench``).
+order every round, and reports medians.  With ``--device cuda`` the engines
+that can train on a GPU do so (each is probed first; the others are skipped
+with the reason).  bench/README.md says what is measured and how.  ``main(argv)`` is the entry point (``python -m fastnet.bench``).
 """
 
 import argparse
@@ -46,6 +48,12 @@ ENGINES = {
 }
 DEFAULT_ENGINES = ["fastnet", "torch-eager", "torch-compile", "jax-jit", "jax-scan",
                    "network3-pytensor"]
+# engines that cannot train on a GPU at all: why (--device cuda skips them
+# without starting them)
+CPU_ONLY = {
+    "fastnet-reference": "fastnet's NumPy reference engine runs on the CPU only",
+    "network3-pytensor": "network3's engine here is PyTensor 2.8.11's C ops, CPU only",
+}
 FASTNET = "fastnet"
 # whose parameters after the check steps the others are compared with, first found
 ORACLES = ["network3-pytensor", "fastnet-reference", "torch-eager", "jax-jit"]
@@ -72,6 +80,10 @@ def build_parser():
                         "(default 1.0)")
     p.add_argument("--repeats", type=int, default=5, help="rounds (default 5)")
     p.add_argument("--threads", type=int, default=2, help="threads for every engine (default 2)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu (default), or cuda: the engines that can train on a GPU "
+                        "(fastnet's cuda engine, PyTorch, JAX when it sees a GPU), "
+                        "conv2_relu and dropout (and fc) at mini-batch 10 and 128")
     p.add_argument("--pytensor-python", default=None,
                    help="interpreter of the PyTensor 2.8.11 venv (or $%s)" % PYTENSOR_ENV)
     p.add_argument("--out", default=None,
@@ -86,8 +98,9 @@ def build_parser():
     p.add_argument("--start-timeout", type=float, default=1200.0,
                    help="seconds an engine may take to import, compile and warm up")
     p.add_argument("--smoke", action="store_true",
-                   help="seconds-long run for CI: conv2_relu and fc at mini-batch 10, "
-                        "2 mini-batches per epoch, 1 repeat, no torch-compile")
+                   help="seconds-long run for CI: conv2_relu and fc (cuda: conv2_relu "
+                        "and dropout) at mini-batch 10, 2 mini-batches per epoch, "
+                        "1 repeat, no torch-compile")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when an engine fails (not a skip) or disagrees")
     return p
@@ -286,6 +299,85 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def nvidia_smi():
+    """The GPUs as nvidia-smi lists them (name, driver, memory), or why not."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None, "nvidia-smi not found"
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,driver_version,memory.total",
+                              "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=30)
+    except Exception as e:  # noqa: BLE001
+        return None, "nvidia-smi failed (%s: %s)" % (type(e).__name__, e)
+    text = out.stdout.strip()
+    if out.returncode != 0 or not text:
+        return None, "nvidia-smi: %s" % _short(out.stderr.strip() or text
+                                              or "exit status %d" % out.returncode, 120)
+    return text.splitlines(), None
+
+
+def probe_engines(engines, args, say):
+    """--device cuda: ask each engine script, once, whether it can train on the
+    GPU here (``--probe``: an import and a device query, no training).
+
+    Returns {engine: {"status": "ok" | "skipped" | "error", ...}}; says one
+    line per engine.
+    """
+    out, seen = {}, {}
+    env = harness.thread_env(args.threads)
+    pin = pin_cpus(args.threads)
+    preexec = (lambda: os.sched_setaffinity(0, pin)) if pin else None
+    for name in engines:
+        if name in CPU_ONLY:
+            out[name] = {"status": "skipped", "reason": CPU_ONLY[name]}
+            say("  %-18s skipped: %s" % (name, CPU_ONLY[name]))
+            continue
+        script, extra, kind = ENGINES[name]
+        py, why = interpreter(kind, args)
+        if py is None:
+            out[name] = {"status": "skipped", "reason": why}
+            say("  %-18s skipped: %s" % (name, why))
+            continue
+        key = (py, script)
+        if key not in seen:
+            cmd = [py, os.path.join(HERE, script), "--probe", "--device", args.device,
+                   "--threads", str(args.threads)] + extra
+            seen[key] = _probe(cmd, env, preexec, min(args.start_timeout, 600.0))
+        res = dict(seen[key])
+        out[name] = res
+        if res["status"] == "ok":
+            say("  %-18s can run on %s%s" % (name, res.get("gpu") or args.device,
+                                             " (SIMULATED)" if res.get("simulated") else ""))
+        elif res["status"] == "skipped":
+            say("  %-18s skipped: %s" % (name, res["reason"]))
+        else:
+            say("  %-18s ERROR: %s\n%s" % (name, res["reason"],
+                                            _indent(res.get("stderr_tail", ""))))
+    return out
+
+
+def _probe(cmd, env, preexec, timeout):
+    try:
+        proc = subprocess.run(cmd, env=env, cwd=HERE, capture_output=True, text=True,
+                              timeout=timeout, preexec_fn=preexec)
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "reason": "probe: no answer within %.0f s" % timeout}
+    for line in reversed(proc.stdout.strip().splitlines()):
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and ev.get("event") == "probe":
+            ev = {k: v for k, v in ev.items() if k not in ("event", "engine")}
+            if ev.pop("ok", False):
+                return dict(ev, status="ok")
+            return dict(ev, status="skipped", reason=ev.get("reason") or "cannot run here")
+    tail = "\n".join((proc.stderr.strip().splitlines() + proc.stdout.strip().splitlines())[-12:])
+    return {"status": "error", "reason": "probe exited without an answer (exit status %d)"
+            % proc.returncode, "stderr_tail": tail}
+
+
 # ---------------------------------------------------------------------------
 # one case: start the workers, rounds, stop them
 # ---------------------------------------------------------------------------
@@ -297,12 +389,21 @@ def median(v):
     return v[m] if len(v) % 2 else 0.5 * (v[m - 1] + v[m])
 
 
-def start_workers(net, mbs, n, engines, args, tmp, say):
-    """Start each engine's worker in turn (one compiling at a time)."""
+def start_workers(net, mbs, n, engines, args, tmp, say, probed=None):
+    """Start each engine's worker in turn (one compiling at a time).
+
+    ``probed`` ({engine: probe result}, --device cuda): engines whose probe
+    did not say ok are recorded as skipped / failed without being started
+    (their line was said once, at the probe)."""
     workers, results = {}, {}
     env = harness.thread_env(args.threads)
     pin = pin_cpus(args.threads)
     for name in engines:
+        pr = (probed or {}).get(name)
+        if pr is not None and pr["status"] != "ok":
+            results[name] = {k: v for k, v in pr.items() if k in ("status", "reason",
+                                                                 "stderr_tail")}
+            continue
         script, extra, kind = ENGINES[name]
         py, why = interpreter(kind, args)
         if py is None:
@@ -315,6 +416,8 @@ def start_workers(net, mbs, n, engines, args, tmp, say):
                "--samples", str(n), "--min-seconds", str(args.min_seconds),
                "--threads", str(args.threads), "--check-out", check_path,
                "--serve"] + extra
+        if args.device != "cpu":
+            cmd += ["--device", args.device]
         t0 = time.perf_counter()
         w = Worker(name, cmd, env, os.path.join(tmp, tag + ".log"), pin)
         ev = w.next_event(args.start_timeout)
@@ -474,14 +577,15 @@ def summarise(case, results, peak):
                                    if best else None)
 
 
-def run_case(net, mbs, engines, args, tmp, peak, say):
-    n = workloads.round_samples(args.samples or workloads.NETWORKS[net]["samples"], mbs)
+def run_case(net, mbs, engines, args, tmp, peak, say, probed=None):
+    n = workloads.round_samples(args.samples or workloads.default_samples(net, args.device),
+                                mbs)
     case = {"network": net, "mbs": mbs, "n": n,
             "flops_per_sample": workloads.flops_per_sample(net),
             "eta": workloads.hyper(net)[0], "lmbda": workloads.hyper(net)[1]}
     say("\n%s (%s), mini-batch %d, %d samples per epoch, %.2f MFLOP per sample"
         % (net, workloads.NETWORKS[net]["title"], mbs, n, case["flops_per_sample"] / 1e6))
-    workers, results = start_workers(net, mbs, n, engines, args, tmp, say)
+    workers, results = start_workers(net, mbs, n, engines, args, tmp, say, probed)
     try:
         run_rounds(workers, results, args, say)
     finally:
@@ -510,9 +614,12 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-def table(cases):
+def table(cases, device="cpu"):
+    """The results table; on cuda without the %peak column (the sgemm peak
+    it is measured against is the CPU's)."""
+    cols = [c for c in COLUMNS if not (device == "cuda" and c[0] == "%peak")]
     head = " ".join(("%-*s" if i < 3 else "%*s") % (w, c) if w else c
-                    for i, (c, w) in enumerate(COLUMNS))
+                    for i, (c, w) in enumerate(cols))
     lines = [head, "-" * len(head)]
     for case in cases:
         for name, r in case["engines"].items():
@@ -526,14 +633,20 @@ def table(cases):
                     notes.append("DISAGREES")
                 if name == case.get("best_reference"):
                     notes.append("best reference")
-                cells += [_fmt(r["samples_per_s"], ".0f"), _fmt(r["s_per_epoch"], ".2f"),
-                          _fmt(r["one_time_s"], ".1f"), _fmt(r["gflops"], ".2f"),
-                          _fmt(r["pct_peak"], ".1f"), _fmt(r.get("rss_mib"), ".0f"),
-                          _fmt(r.get("fastnet_ratio"), ".2f"), ", ".join(notes)]
+                values = {"samples/s": _fmt(r["samples_per_s"], ".0f"),
+                          "s/epoch": _fmt(r["s_per_epoch"], ".2f"),
+                          "1-time s": _fmt(r["one_time_s"], ".1f"),
+                          "GFLOP/s": _fmt(r["gflops"], ".2f"),
+                          "%peak": _fmt(r["pct_peak"], ".1f"),
+                          "RSS MiB": _fmt(r.get("rss_mib"), ".0f"),
+                          "fastnet x": _fmt(r.get("fastnet_ratio"), ".2f"),
+                          "notes": ", ".join(notes)}
+                cells += [values[c] for c, _ in cols[3:]]
             else:
-                cells += ["-"] * 7 + ["%s: %s" % (r["status"], _short(r.get("reason")))]
+                cells += ["-"] * (len(cols) - 4) + ["%s: %s" % (r["status"],
+                                                                _short(r.get("reason")))]
             lines.append(" ".join(("%-*s" if i < 3 else "%*s") % (w, c) if w else c
-                                  for i, ((_, w), c) in enumerate(zip(COLUMNS, cells))))
+                                  for i, ((_, w), c) in enumerate(zip(cols, cells))))
         if case.get("fastnet_vs_best") is not None:
             lines.append("%s fastnet / best reference (%s): %.2fx" % (
                 " " * 34, case["best_reference"], case["fastnet_vs_best"]))
@@ -545,7 +658,7 @@ def _short(text, n=60):
     return text if len(text) <= n else text[:n - 3] + "..."
 
 
-def plot(cases, path):
+def plot(cases, path, where=""):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -574,7 +687,8 @@ def plot(cases, path):
     ax.set_xticklabels(labels)
     ax.set_yscale("log")
     ax.set_ylabel("training samples/s (median, bars: min-max)")
-    ax.set_title("fastnet bench, %s" % os.path.basename(path))
+    ax.set_title("fastnet bench%s, %s" % (where and " (%s)" % where,
+                                          os.path.basename(path)))
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -598,20 +712,22 @@ def main(argv=None):
                                                          ", ".join(workloads.NETWORKS)))
             return 2
     mbs_list = [int(m) for m in args.mbs.split(",")] if args.mbs else None
+    cuda = args.device == "cuda"
     notes = []
     if args.smoke:
         args.repeats = 1
         args.min_seconds = 0.0
         args.settle = 0.0
         if not names and not mbs_list:
-            names, mbs_list = ["conv2_relu", "fc"], [10]
+            names, mbs_list = (["conv2_relu", "dropout"] if cuda else
+                               ["conv2_relu", "fc"]), [10]
         if args.samples is None:
             args.samples = 2 * max(mbs_list or [128])
         if not args.engines:
             engines.remove("torch-compile")
             notes.append("--smoke leaves out torch-compile (its compile takes tens "
                          "of seconds); name it in --engines to include it")
-    cases = workloads.cases(names, mbs_list)
+    cases = workloads.cases(names, mbs_list, args.device)
     if not cases:
         print("no network / mini-batch size matches")
         return 2
@@ -625,25 +741,53 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
 
     load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
-    say("fastnet bench: %s, %d CPUs, %d threads per engine, %d repeat%s, engines: %s"
-        % (cpu_model(), harness.n_cpus(), args.threads, args.repeats,
-           "s" if args.repeats != 1 else "", ", ".join(engines)))
+    t_start = time.time()
+    if cuda:
+        smi, smi_why = nvidia_smi()
+        say("fastnet bench, device cuda: GPU %s; host %s, %d CPUs, %d threads per "
+            "engine (host side), %d repeat%s, engines: %s"
+            % ("; ".join(smi) if smi else "not found by nvidia-smi (%s)" % smi_why,
+               cpu_model(), harness.n_cpus(), args.threads, args.repeats,
+               "s" if args.repeats != 1 else "", ", ".join(engines)))
+    else:
+        say("fastnet bench: %s, %d CPUs, %d threads per engine, %d repeat%s, engines: %s"
+            % (cpu_model(), harness.n_cpus(), args.threads, args.repeats,
+               "s" if args.repeats != 1 else "", ", ".join(engines)))
     for n in notes:
         say("note: " + n)
     if load0 and load0[0] > 0.5:
         say("note: load average %.2f before the start: other processes are busy, so "
             "expect noisy repetitions (flagged and repeated once)" % load0[0])
     pin = pin_cpus(args.threads)
-    peak = measure_peak(args.threads, pin)
-    peak_g = report_peak(peak, "start", say)
+    probed, gpu, simulated = None, None, False
+    if cuda:
+        # the sgemm peak is the CPU's: no %peak on a GPU
+        peak, peak_g = {"skipped": "not measured with --device cuda"}, None
+        say("engines on cuda (each asked once whether it can train on a GPU here):")
+        probed = probe_engines(engines, args, say)
+        seen = {n: r["gpu"] for n, r in probed.items() if r.get("gpu")}
+        gpu = next(iter(seen.values()), None) or (smi[0].split(",")[0] if smi else None)
+        simulated = any(r.get("simulated") for r in probed.values())
+        if simulated:
+            say("note: NUMBA_ENABLE_CUDASIM is set: fastnet's cuda engine runs in Numba's "
+                "CUDA simulator, on the CPU; its numbers say nothing about a GPU")
+        runnable = [n for n in engines if probed[n]["status"] == "ok"]
+        if not runnable:
+            say("no engine can train on cuda here: nothing measured (the reasons are "
+                "above)")
+            cases = []
+    else:
+        peak = measure_peak(args.threads, pin)
+        peak_g = report_peak(peak, "start", say)
+    where = ("cuda, %s%s" % (gpu or "no GPU", " SIMULATED" if simulated else "")
+             if cuda else "cpu, %s, %d threads" % (cpu_model(), args.threads))
 
     tmp = tempfile.mkdtemp(prefix="fastnet-bench-")
     results = []
-    t_start = time.time()
     interrupted = False
     try:
         for net, mbs in cases:
-            results.append(run_case(net, mbs, engines, args, tmp, peak_g, say))
+            results.append(run_case(net, mbs, engines, args, tmp, peak_g, say, probed))
     except KeyboardInterrupt:
         # the workers of the case under way were stopped by run_case; what
         # finished so far is still written and shown
@@ -674,6 +818,11 @@ def main(argv=None):
             "min_seconds": args.min_seconds, "noise_threshold": args.noise_threshold,
             "smoke": args.smoke, "engines": engines, "argv": list(argv or sys.argv[1:]),
             "sgemm_peak": peak, "epoch_samples": workloads.EPOCH_SAMPLES,
+            "device": args.device, "mode": where, "gpu": gpu,
+            "gpu_seen_by": ({n: r["gpu"] for n, r in probed.items() if r.get("gpu")}
+                            if probed else None),
+            "nvidia_smi": (smi or smi_why) if cuda else None,
+            "simulated": simulated, "probes": probed,
             "loadavg_start": load0,
             "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
             "wall_s": time.time() - t_start, "interrupted": interrupted,
@@ -683,20 +832,26 @@ def main(argv=None):
     with open(out, "w") as f:
         json.dump(doc, f, indent=1, default=str)
 
-    say("\n" + table(results))
-    say("\nsamples/s: median over repetitions; s/epoch: %d samples at that rate; 1-time s: "
-        "setup + compile + warm-up beyond the steady rate; fastnet x: fastnet's samples/s "
-        "over the engine's." % workloads.EPOCH_SAMPLES)
+    if results:
+        say("\n%s\n%s" % ("device: " + where, table(results, args.device)))
+        say("\nsamples/s: median over repetitions; s/epoch: %d samples at that rate; "
+            "1-time s: setup + compile + warm-up beyond the steady rate; fastnet x: "
+            "fastnet's samples/s over the engine's.%s" % (
+                workloads.EPOCH_SAMPLES, " No %peak on cuda (the sgemm peak is the CPU's)."
+                if cuda else ""))
     say("JSON: %s" % out)
     if not args.no_plot:
         png = os.path.splitext(out)[0] + ".png"
-        why = plot(results, png)
+        why = plot(results, png, where)
         say(why if why else "plot: %s" % png)
 
     if interrupted:
         return 130
     bad = [(c["network"], c["mbs"], n) for c in results for n, r in c["engines"].items()
            if r["status"] == "error" or r.get("agrees") is False]
+    if not results and probed:
+        # nothing ran: a probe that failed (not a skip) still counts
+        bad = [("-", "-", n) for n, r in probed.items() if r["status"] == "error"]
     if bad and args.strict:
         say("--strict: %d engine run(s) failed or disagreed" % len(bad))
         return 1

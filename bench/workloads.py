@@ -18,7 +18,8 @@ import numpy as np
 EPOCH_SAMPLES = 50000
 
 # network name -> (layer builder, eta, lmbda, mini-batch sizes benched,
-#                  default training samples per repetition)
+#                  default training samples per repetition); the cuda_ keys
+#                  are the same for ``bench/run.py --device cuda``
 NETWORKS = {}
 
 
@@ -55,22 +56,29 @@ def _fc(mbs):
 
 NETWORKS["conv2_relu"] = dict(build=_conv2_relu, eta=0.03, lmbda=0.1,
                               mbs=(10, 128), samples=2560,
+                              cuda_mbs=(10, 128), cuda_samples=12800,
                               title="conv 20-40 ReLU, FC 100, softmax")
 NETWORKS["dropout"] = dict(build=_dropout, eta=0.03, lmbda=0.1,
                            mbs=(10,), samples=1280,
+                           cuda_mbs=(10, 128), cuda_samples=12800,
                            title="conv 20-40 ReLU, FC 1000-1000 dropout 0.5")
 NETWORKS["fc"] = dict(build=_fc, eta=0.1, lmbda=0.0,
                       mbs=(10, 128), samples=12800,
+                      cuda_mbs=(10, 128), cuda_samples=12800,
                       title="FC 784-100 sigmoid, softmax")
 
 
-def cases(names=None, mbs_list=None):
-    """[(network, mbs)] in the bench's order, filtered by names / mbs."""
+def cases(names=None, mbs_list=None, device="cpu"):
+    """[(network, mbs)] in the bench's order, filtered by names / mbs.
+
+    Each network's own sizes for ``device`` (``mbs`` or ``cuda_mbs``), those
+    in ``mbs_list`` only when it is given."""
     out = []
+    key = "cuda_mbs" if device == "cuda" else "mbs"
     for name, spec in NETWORKS.items():
         if names and name not in names:
             continue
-        for mbs in spec["mbs"]:
+        for mbs in spec[key]:
             if mbs_list and mbs not in mbs_list:
                 continue
             out.append((name, mbs))
@@ -80,6 +88,12 @@ def cases(names=None, mbs_list=None):
 def layers(name, mbs):
     """The layer specs of network ``name`` at mini-batch size ``mbs``."""
     return NETWORKS[name]["build"](mbs)
+
+
+def default_samples(name, device="cpu"):
+    """Training samples per repetition epoch of network ``name`` on ``device``."""
+    spec = NETWORKS[name]
+    return spec["cuda_samples"] if device == "cuda" else spec["samples"]
 
 
 def hyper(name):
