@@ -25,6 +25,7 @@ a loop does not depend on which iterations the vectoriser peeled off.
 Without OpenMP the build warns and the kernels run on one thread.
 """
 
+import glob
 import os
 import sys
 import tempfile
@@ -139,6 +140,9 @@ def extensions():
         ext = Extension(
             "fastnet._cpu." + name, sources,
             include_dirs=[numpy.get_include(), CSRC],
+            # a changed header or .pxd rebuilds every module (they inline them)
+            depends=sorted(glob.glob(os.path.join(CSRC, "*.pxd"))
+                           + glob.glob(os.path.join(CSRC, "*.h"))),
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
             + ([] if DEBUG else [("CYTHON_WITHOUT_ASSERTIONS", None)]))
         ext.uses_openmp = uses_openmp

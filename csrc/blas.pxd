@@ -15,6 +15,28 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from common cimport floating
 
+cdef extern from "bcast_gemm.h" nogil:
+    void bcast_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t kk, const float* A,
+                      Py_ssize_t ars, Py_ssize_t acs, const float* B, Py_ssize_t ldb,
+                      float* C, Py_ssize_t ldc, int accumulate)
+    void bcast_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t kk, const double* A,
+                      Py_ssize_t ars, Py_ssize_t acs, const double* B, Py_ssize_t ldb,
+                      double* C, Py_ssize_t ldc, int accumulate)
+
+
+cdef inline void bcast_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t kk,
+                            const floating* A, Py_ssize_t ars, Py_ssize_t acs,
+                            const floating* B, Py_ssize_t ldb, floating* C,
+                            Py_ssize_t ldc, bint accumulate) noexcept nogil:
+    """C[i, j] (+)= sum_k A[i*ars + k*acs] * B[k*ldb + j]  (row-major B, C;
+    i < m, j < n, k < kk): bcast_gemm.h's register-blocked product, for the
+    small products of the convolutions where BLAS's packing costs more than
+    it saves.  Every element is one multiply-add chain in k order."""
+    if floating is float:
+        bcast_gemm_f(m, n, kk, A, ars, acs, B, ldb, C, ldc, accumulate)
+    else:
+        bcast_gemm_d(m, n, kk, A, ars, acs, B, ldb, C, ldc, accumulate)
+
 
 cdef inline void gemm(char transa, char transb, int m, int n, int k,
                       floating alpha, const floating* a, int lda,

@@ -9,17 +9,29 @@
 # can cimport them from this file and run them without the GIL.  The caller
 # owns the workspace: conv_workspace_size() says how many elements it needs.
 #
-# Method: im2col + one GEMM per sample, samples split over the threads.
+# Method: im2col + one product per sample, samples split over the threads.
 #   cols[(c,p,q), (i,j)] = x[n, c, i+KH-1-p, j+KW-1-q]     (K, P), kernel flip
 #                                                           folded in here
 #   out[n] (F, P) = w (F, K) @ cols (K, P)
+#
+# Which product.  With many taps (K >= BCAST_MIN_TAPS: the book's second
+# layer, 40 filters x 500 taps x 64 positions) the products are small and
+# OpenBLAS spends much of its time packing operands it uses once; there
+# blas.pxd's bcast_gemm (registers tiles, no packing) runs them -- measured
+# on one SkylakeX-class core, sgemm 98 / 112 / 104 GFLOP/s against
+# bcast_gemm 153 / 147 / 130 for forward / dx / dw.  With few taps (the
+# book's first layer: K = 25 by 576 positions) OpenBLAS is near the core's
+# peak and bcast_gemm is not (177 against 138 forward), so BLAS stays.  The
+# weight gradient's bcast_gemm product is computed transposed,
+#   dw.T (K, F) = cols (K, P) @ dout.T (P, F)             (F padded to 16)
+# so that its vectors run along the filters.
 #
 # Tie-consistency.  Max-pool ties (conformance README, behaviour 7) need equal
 # input patches to give bitwise-equal outputs wherever they are.  Every
 # sample's product is the same-shaped GEMM, and within one GEMM a BLAS
 # micro-kernel computes all rows of its full tiles alike -- but not the rows
 # of a partial tile at the matrix's edge, which OpenBLAS does with other code
-# that can round differently.  Measured with scipy's OpenBLAS on SkylakeX: an
+# that can round differently (bcast_gemm computes every element alike).  Measured with scipy's OpenBLAS on SkylakeX: an
 # edge position 1 ulp off its equal interior twin in 20-25% of odd shapes;
 # none once the rows were a multiple of 16 (sgemm) or 8 (dgemm).  So the
 # positions dimension is padded with zero columns to a multiple of TIE_PAD,
@@ -33,15 +45,44 @@ from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
 from common cimport floating, padded, threads_for
-from blas cimport gemm
+from blas cimport gemm, bcast_gemm
 
 cdef enum:
     TIE_PAD = 16
+    # taps from which the products run in bcast_gemm instead of BLAS
+    BCAST_MIN_TAPS = 128
 
 
 cdef inline Py_ssize_t padded_positions(Py_ssize_t P) noexcept nogil:
     """P rounded up to a multiple of TIE_PAD (see the header)."""
     return (P + TIE_PAD - 1) // TIE_PAD * TIE_PAD
+
+
+cdef inline bint uses_bcast(Py_ssize_t K) noexcept nogil:
+    """Whether a convolution with K taps runs its products in bcast_gemm."""
+    return K >= BCAST_MIN_TAPS
+
+
+cdef inline Py_ssize_t conv_sample_workspace(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                                             Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW,
+                                             bint backward, bint need_dx) noexcept nogil:
+    """Elements of scratch conv_forward_sample (backward=False) or
+    conv_backward_sample (backward=True) needs for one sample."""
+    cdef Py_ssize_t K = C * KH * KW
+    cdef Py_ssize_t P = (H - KH + 1) * (W - KW + 1)
+    cdef Py_ssize_t PP = padded_positions(P)
+    if not backward:
+        return padded(K * PP) + (padded(F * PP) if PP != P else 0)
+    if uses_bcast(K):
+        return (padded(K * PP) + padded(P * padded(F))
+                + (padded(K * P) if need_dx else 0))
+    return padded(K * PP) + (padded(K * P) if need_dx else 0)
+
+
+cdef inline Py_ssize_t conv_dw_size(Py_ssize_t F, Py_ssize_t K) noexcept nogil:
+    """Elements of one weight-gradient partial sum: (F, K) for BLAS, or
+    transposed (K, F padded to 16) where bcast_gemm computes it."""
+    return K * padded(F) if uses_bcast(K) else F * K
 
 
 cdef inline Py_ssize_t conv_workspace_size(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -50,67 +91,162 @@ cdef inline Py_ssize_t conv_workspace_size(Py_ssize_t C, Py_ssize_t H, Py_ssize_
                                            bint need_dx) noexcept nogil:
     """Elements of workspace conv_forward_kernel (backward=False) or
     conv_backward_kernel (backward=True) needs with n_threads threads."""
-    cdef Py_ssize_t K = C * KH * KW
-    cdef Py_ssize_t P = (H - KH + 1) * (W - KW + 1)
-    cdef Py_ssize_t PP = padded_positions(P)
-    cdef Py_ssize_t per = padded(K * PP)
+    cdef Py_ssize_t per = conv_sample_workspace(C, H, W, F, KH, KW, backward, need_dx)
     if backward:
-        if need_dx:
-            per += padded(K * P)
-        per += padded(F * K)
-    elif PP != P:
-        per += padded(F * PP)
+        per += padded(conv_dw_size(F, C * KH * KW))
     if n_threads < 1:
         n_threads = 1
     return per * n_threads
+
+
+cdef extern from "conv_patches.h" nogil:
+    void im2col_f(const float* x, float* cols, Py_ssize_t ld, Py_ssize_t C,
+                  Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW)
+    void im2col_d(const double* x, double* cols, Py_ssize_t ld, Py_ssize_t C,
+                  Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW)
+    void im2col_t_f(const float* x, float* colsT, Py_ssize_t ld, Py_ssize_t C,
+                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW)
+    void im2col_t_d(const double* x, double* colsT, Py_ssize_t ld, Py_ssize_t C,
+                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW)
+    void col2im_f(const float* dcols, Py_ssize_t ld, float* dx, Py_ssize_t C,
+                  Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW)
+    void col2im_d(const double* dcols, Py_ssize_t ld, double* dx, Py_ssize_t C,
+                  Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW)
 
 
 cdef inline void im2col(const floating* x, floating* cols, Py_ssize_t ld,
                         Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
                         Py_ssize_t KW) noexcept nogil:
     """cols[(c,p,q), i*OW+j] = x[c, i+KH-1-p, j+KW-1-q] for one sample; the
-    columns from OH*OW to ld (the padding) are zero.
+    columns from OH*OW to ld (the padding) are zero (conv_patches.h).
 
     x (C, H, W)  IN;  cols (C*KH*KW, ld)  OUT, ld >= OH*OW
     """
-    cdef Py_ssize_t OH = H - KH + 1, OW = W - KW + 1
-    cdef Py_ssize_t c, p, q, i, j
-    cdef floating* row
-    cdef const floating* src
-    for c in range(C):
-        for p in range(KH):
-            for q in range(KW):
-                row = cols + ((c * KH + p) * KW + q) * ld
-                src = x + (c * H + KH - 1 - p) * W + (KW - 1 - q)
-                for i in range(OH):
-                    # a loop, not memcpy: rows are short (8 to 24 in the book)
-                    for j in range(OW):
-                        row[i * OW + j] = src[i * W + j]
-                if ld > OH * OW:
-                    memset(row + OH * OW, 0, (ld - OH * OW) * sizeof(floating))
+    if floating is float:
+        im2col_f(x, cols, ld, C, H, W, KH, KW)
+    else:
+        im2col_d(x, cols, ld, C, H, W, KH, KW)
 
 
-cdef inline void col2im(const floating* dcols, floating* dx, Py_ssize_t C,
-                        Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
+cdef inline void im2col_t(const floating* x, floating* colsT, Py_ssize_t ld,
+                          Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
+                          Py_ssize_t KW) noexcept nogil:
+    """colsT[i*OW+j, (c,p,q)] = x[c, i+KH-1-p, j+KW-1-q]: im2col transposed,
+    for one sample; the columns from C*KH*KW to ld (the padding) are zero.
+
+    x (C, H, W)  IN;  colsT (OH*OW, ld)  OUT, ld >= C*KH*KW
+    """
+    if floating is float:
+        im2col_t_f(x, colsT, ld, C, H, W, KH, KW)
+    else:
+        im2col_t_d(x, colsT, ld, C, H, W, KH, KW)
+
+
+cdef inline void col2im(const floating* dcols, Py_ssize_t ld, floating* dx,
+                        Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
                         Py_ssize_t KW) noexcept nogil:
     """dx[c, i+KH-1-p, j+KW-1-q] += dcols[(c,p,q), i*OW+j], dx zeroed first
     (the adjoint of im2col) for one sample.
 
-    dcols (C*KH*KW, OH*OW)  IN;  dx (C, H, W)  OUT
+    dcols (C*KH*KW, ld)  IN, ld >= OH*OW;  dx (C, H, W)  OUT
     """
-    cdef Py_ssize_t OH = H - KH + 1, OW = W - KW + 1
-    cdef Py_ssize_t c, p, q, i, j
-    cdef const floating* row
-    cdef floating* dst
-    memset(dx, 0, C * H * W * sizeof(floating))
-    for c in range(C):
-        for p in range(KH):
-            for q in range(KW):
-                row = dcols + ((c * KH + p) * KW + q) * OH * OW
-                dst = dx + (c * H + KH - 1 - p) * W + (KW - 1 - q)
-                for i in range(OH):
-                    for j in range(OW):
-                        dst[i * W + j] = dst[i * W + j] + row[i * OW + j]
+    if floating is float:
+        col2im_f(dcols, ld, dx, C, H, W, KH, KW)
+    else:
+        col2im_d(dcols, ld, dx, C, H, W, KH, KW)
+
+
+cdef inline void conv_forward_sample(const floating* x, const floating* w,
+                                     floating* out, floating* work, Py_ssize_t C,
+                                     Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
+                                     Py_ssize_t KH, Py_ssize_t KW) noexcept nogil:
+    """conv_forward_kernel for one sample: x (C, H, W) -> out (F, OH, OW).
+    work: conv_sample_workspace(C, H, W, F, KH, KW, False, False)"""
+    cdef Py_ssize_t K = C * KH * KW
+    cdef Py_ssize_t P = (H - KH + 1) * (W - KW + 1)
+    cdef Py_ssize_t PP = padded_positions(P)
+    cdef Py_ssize_t f
+    cdef floating* cols = work
+    cdef floating* res = work + padded(K * PP)
+    im2col(x, cols, PP, C, H, W, KH, KW)
+    if PP != P:
+        # all PP columns (full tiles only) into res, then out
+        if uses_bcast(K):
+            bcast_gemm(F, PP, K, w, K, 1, cols, PP, res, PP, False)
+        else:
+            # column-major (PP x F) = cols (PP x K) @ w (K x F)
+            gemm(c'N', c'N', <int>PP, <int>F, <int>K, <floating>1, cols,
+                 <int>PP, w, <int>K, <floating>0, res, <int>PP)
+        for f in range(F):
+            memcpy(out + f * P, res + f * PP, P * sizeof(floating))
+    elif uses_bcast(K):
+        # out = w @ cols
+        bcast_gemm(F, P, K, w, K, 1, cols, P, out, P, False)
+    else:
+        # out = w @ cols:  column-major (P x F) = cols (P x K) @ w (K x F)
+        gemm(c'N', c'N', <int>P, <int>F, <int>K, <floating>1, cols, <int>P,
+             w, <int>K, <floating>0, out, <int>P)
+
+
+cdef inline void conv_backward_sample(const floating* x, const floating* w,
+                                      const floating* dout, floating* acc,
+                                      bint accumulate, floating* dx, floating* work,
+                                      Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                                      Py_ssize_t F, Py_ssize_t KH,
+                                      Py_ssize_t KW) noexcept nogil:
+    """conv_backward_kernel for one sample: x (C, H, W), dout (F, OH, OW).
+    acc (conv_dw_size(F, K) elements) (+)= this sample's weight gradient
+    (+= when accumulate); dx (C, H, W) = its input gradient, unless NULL.
+    work: conv_sample_workspace(C, H, W, F, KH, KW, True, dx != NULL)"""
+    cdef Py_ssize_t K = C * KH * KW, Fp = padded(F)
+    cdef Py_ssize_t P = (H - KH + 1) * (W - KW + 1)
+    cdef Py_ssize_t PP = padded_positions(P)
+    cdef Py_ssize_t f, p
+    cdef floating* cols = work
+    cdef floating* doutT
+    cdef floating* dcols
+    im2col(x, cols, PP, C, H, W, KH, KW)
+    if uses_bcast(K):
+        doutT = work + padded(K * PP)
+        dcols = doutT + padded(P * Fp)
+        # acc (K, Fp) (+)= cols (K, P) @ doutT (P, Fp): the gradient
+        # transposed, so that bcast_gemm's vectors run along the filters
+        for p in range(P):
+            for f in range(F):
+                doutT[p * Fp + f] = dout[f * P + p]
+            for f in range(F, Fp):
+                doutT[p * Fp + f] = 0
+        bcast_gemm(K, Fp, P, cols, PP, 1, doutT, Fp, acc, Fp, accumulate)
+        if dx != NULL:
+            # dcols (K, P) = w.T (K, F) @ dout (F, P)
+            bcast_gemm(K, P, F, w, 1, K, dout, P, dcols, P, False)
+    else:
+        dcols = work + padded(K * PP)
+        # acc (+)= dout @ cols.T:  column-major (K x F) (+)= cols.T (K x P) @ dout (P x F)
+        gemm(c'T', c'N', <int>K, <int>F, <int>P, <floating>1, cols, <int>PP,
+             dout, <int>P, <floating>(1 if accumulate else 0), acc, <int>K)
+        if dx != NULL:
+            # dcols = w.T @ dout:  column-major (P x K) = dout (P x F) @ w.T (F x K)
+            gemm(c'N', c'T', <int>P, <int>K, <int>F, <floating>1,
+                 dout, <int>P, w, <int>K, <floating>0, dcols, <int>P)
+    if dx != NULL:
+        col2im(dcols, P, dx, C, H, W, KH, KW)
+
+
+cdef inline void conv_dw_reduce(floating* dw, const floating* acc0, Py_ssize_t stride,
+                                int T, Py_ssize_t F, Py_ssize_t K) noexcept nogil:
+    """dw (F, K) = the T partial sums acc0 + t*stride (conv_dw_size layout),
+    added in thread order, so the result depends only on T."""
+    cdef Py_ssize_t f, k, i, Fp = padded(F)
+    cdef floating s
+    cdef int u
+    for f in range(F):
+        for k in range(K):
+            i = k * Fp + f if uses_bcast(K) else f * K + k
+            s = acc0[i]
+            for u in range(1, T):
+                s = s + acc0[u * stride + i]
+            dw[f * K + k] = s
 
 
 cdef inline void conv_forward_kernel(const floating* x, const floating* w,
@@ -125,30 +261,16 @@ cdef inline void conv_forward_kernel(const floating* x, const floating* w,
     """
     cdef Py_ssize_t K = C * KH * KW
     cdef Py_ssize_t P = (H - KH + 1) * (W - KW + 1)
-    cdef Py_ssize_t PP = padded_positions(P)
-    cdef Py_ssize_t per = padded(K * PP) + (padded(F * PP) if PP != P else 0)
-    cdef Py_ssize_t n, n0, n1, f
-    cdef floating* cols
-    cdef floating* res
+    cdef Py_ssize_t per = conv_sample_workspace(C, H, W, F, KH, KW, False, False)
+    cdef Py_ssize_t n, n0, n1
     cdef int t
     cdef int T = threads_for(n_threads, N, N * F * P * K)
     for t in prange(T, num_threads=T, schedule='static'):
-        cols = work + t * per
-        res = cols + padded(K * PP)
         n0 = t * N // T
         n1 = (t + 1) * N // T
         for n in range(n0, n1):
-            im2col(x + n * C * H * W, cols, PP, C, H, W, KH, KW)
-            if PP == P:
-                # out[n] = w @ cols:  column-major (P x F) = cols (P x K) @ w (K x F)
-                gemm(c'N', c'N', <int>P, <int>F, <int>K, <floating>1, cols, <int>P,
-                     w, <int>K, <floating>0, out + n * F * P, <int>P)
-            else:
-                # the same into res (F, PP), then its first P columns to out[n]
-                gemm(c'N', c'N', <int>PP, <int>F, <int>K, <floating>1, cols, <int>PP,
-                     w, <int>K, <floating>0, res, <int>PP)
-                for f in range(F):
-                    memcpy(out + (n * F + f) * P, res + f * PP, P * sizeof(floating))
+            conv_forward_sample(x + n * C * H * W, w, out + n * F * P, work + t * per,
+                                C, H, W, F, KH, KW)
 
 
 cdef inline void conv_backward_kernel(const floating* x, const floating* w,
@@ -169,46 +291,28 @@ cdef inline void conv_backward_kernel(const floating* x, const floating* w,
     dw (F, C, KH, KW)  OUT;  dx (N, C, H, W)  OUT, or NULL
     work: conv_workspace_size(C, H, W, F, KH, KW, n_threads, True, dx != NULL)
 
-    Each thread sums its own samples' dw (thread 0 straight into dw, the
-    others into the workspace); the partial sums are then added in thread
+    Thread t sums the weight gradients of samples t*N//T .. (t+1)*N//T - 1,
+    in order, into its own partial sum; conv_dw_reduce adds those in thread
     order, so the result depends only on the thread count.
     """
     cdef Py_ssize_t K = C * KH * KW
     cdef Py_ssize_t P = (H - KH + 1) * (W - KW + 1)
-    cdef Py_ssize_t PP = padded_positions(P)
     cdef bint need_dx = dx != NULL
-    cdef Py_ssize_t per = padded(K * PP) + (padded(K * P) if need_dx else 0) + padded(F * K)
-    cdef Py_ssize_t n, n0, n1, i
-    cdef floating* cols
-    cdef floating* dcols
-    cdef floating* acc
-    cdef floating s
-    cdef int t, u
+    cdef Py_ssize_t per = conv_sample_workspace(C, H, W, F, KH, KW, True, need_dx)
+    cdef Py_ssize_t acc_size = padded(conv_dw_size(F, K))
+    cdef floating* accs = work + n_threads * per
+    cdef Py_ssize_t n, n0, n1
+    cdef int t
     cdef int T = threads_for(n_threads, N, N * F * P * K)
     if N == 0:
         memset(dw, 0, F * K * sizeof(floating))
         return
     for t in prange(T, num_threads=T, schedule='static'):
-        cols = work + t * per
-        dcols = cols + padded(K * PP)
-        acc = dw if t == 0 else work + t * per + (per - padded(F * K))
         n0 = t * N // T
         n1 = (t + 1) * N // T
         for n in range(n0, n1):
-            im2col(x + n * C * H * W, cols, PP, C, H, W, KH, KW)
-            # dw += dout[n] @ cols.T:  column-major (K x F) += cols.T (K x P) @ dout[n] (P x F)
-            gemm(c'T', c'N', <int>K, <int>F, <int>P, <floating>1, cols, <int>PP,
-                 dout + n * F * P, <int>P, <floating>(0 if n == n0 else 1),
-                 acc, <int>K)
-            if need_dx:
-                # dcols = w.T @ dout[n]:  column-major (P x K) = dout[n] (P x F) @ w.T (F x K)
-                gemm(c'N', c'T', <int>P, <int>K, <int>F, <floating>1,
-                     dout + n * F * P, <int>P, w, <int>K, <floating>0, dcols, <int>P)
-                col2im(dcols, dx + n * C * H * W, C, H, W, KH, KW)
-    # dw = partial sum of thread 0 + those of threads 1..T-1, in that order
-    if T > 1:
-        for i in prange(F * K, num_threads=T, schedule='static'):
-            s = dw[i]
-            for u in range(1, T):
-                s = s + work[u * per + (per - padded(F * K)) + i]
-            dw[i] = s
+            conv_backward_sample(x + n * C * H * W, w, dout + n * F * P,
+                                 accs + t * acc_size, n > n0,
+                                 (dx + n * C * H * W) if need_dx else NULL,
+                                 work + t * per, C, H, W, F, KH, KW)
+    conv_dw_reduce(dw, accs, acc_size, T, F, K)

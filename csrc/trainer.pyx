@@ -32,10 +32,10 @@ cimport numpy as cnp
 from common cimport floating, LINEAR
 from blas cimport gemm, gemm_parallel
 from common cimport scale_by_activation_grad
-from conv cimport (conv_forward_kernel, conv_backward_kernel, conv_workspace_size,
-                   padded_positions)
-from pool cimport (pool_forward_kernel, pool_backward_kernel, pool_forward_plane,
-                   pool_backward_plane)
+from conv cimport (conv_forward_sample, conv_backward_sample, conv_dw_reduce,
+                   conv_sample_workspace, conv_dw_size)
+from pool cimport pool_forward_plane, pool_backward_plane
+from common cimport padded
 from dense cimport (dense_forward_kernel, dense_backward_kernel,
                     dropout_forward_kernel, dropout_backward_kernel)
 from softmax cimport softmax_nll_kernel
@@ -73,166 +73,119 @@ cdef struct LayerSpec:
     void* x_drop       # dropout (N, I)
     void* dx_drop      # dropout (N, I), or NULL
     void* x_in         # set while running: the input the product saw
-    # batch-folded conv (fold == 1): positions of all samples side by side,
-    # M = N * PP columns (PP = P padded to TIE_PAD; the padding stays zero)
-    int fold
-    Py_ssize_t PP, M
-    void* cols         # (K, M)  im2col of the whole batch, kept for backward
-    void* convf        # (F, M)  conv output
-    void* dconvf       # (F, M)  its gradient
-    void* dcols        # (K, M)  gradient of cols, or NULL (layer 0)
+    # conv: per-thread partial sums of the gradients (max_threads of each)
+    int max_threads
+    Py_ssize_t acc_size  # elements of one thread's weight-gradient partial sum
+    void* accs         # (max_threads, acc_size)
+    double* gbpart     # (max_threads, F)
     int fuse_update    # dense: 0 separate update pass; 1 update right after the
                        # gradient GEMM (same rounding); 2 inside it (GEMM beta)
-    int max_threads    # threads the partial sums below have room for
-    void* gwpart       # (max_threads - 1, F, K)  per-thread gw partial sums
-    double* gbpart     # (max_threads, F)  per-thread gb partial sums
 
 
 # ---------------------------------------------------------------------------
-# batch-folded convolution: one GEMM per thread over all its samples
+# runs of conv layers, sample by sample
 # ---------------------------------------------------------------------------
-cdef inline void im2col_ld(const floating* x, floating* cols, Py_ssize_t ld,
-                           Py_ssize_t PP, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                           Py_ssize_t KH, Py_ssize_t KW) noexcept nogil:
-    """cols[(c,p,q), i*OW+j] = x[c, i+KH-1-p, j+KW-1-q] for one sample, rows
-    ld apart; columns OH*OW .. PP of each row zeroed (conv.pxd's im2col with
-    the kernel flip, for a block of columns of a wider matrix)."""
-    cdef Py_ssize_t OH = H - KH + 1, OW = W - KW + 1
-    cdef Py_ssize_t c, p, q, i, j
-    cdef floating* row
-    cdef const floating* src
-    for c in range(C):
-        for p in range(KH):
-            for q in range(KW):
-                row = cols + ((c * KH + p) * KW + q) * ld
-                src = x + (c * H + KH - 1 - p) * W + (KW - 1 - q)
-                for i in range(OH):
-                    for j in range(OW):
-                        row[i * OW + j] = src[i * W + j]
-                for j in range(OH * OW, PP):
-                    row[j] = 0
+# A run of consecutive conv layers (the book's nets open with one) is one
+# parallel region forward and one backward: each thread takes its block of
+# samples and carries every sample through all the run's layers (conv,
+# then pool + bias + activation), so a sample's activations stay in the
+# core's cache and the threads meet twice a step instead of at every
+# kernel.  The arithmetic is conv.pxd's and pool.pxd's per-sample kernels;
+# gradient sums are per thread, then added in thread order (conv_dw_reduce;
+# gb in double), so the result depends only on the thread count.
 
-
-cdef inline void col2im_ld(const floating* dcols, Py_ssize_t ld, floating* dx,
-                           Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
-                           Py_ssize_t KW) noexcept nogil:
-    """dx = adjoint of im2col_ld for one sample (dx zeroed first)."""
-    cdef Py_ssize_t OH = H - KH + 1, OW = W - KW + 1
-    cdef Py_ssize_t c, p, q, i, j
-    cdef const floating* row
-    cdef floating* dst
-    memset(dx, 0, C * H * W * sizeof(floating))
-    for c in range(C):
-        for p in range(KH):
-            for q in range(KW):
-                row = dcols + ((c * KH + p) * KW + q) * ld
-                dst = dx + (c * H + KH - 1 - p) * W + (KW - 1 - q)
-                for i in range(OH):
-                    for j in range(OW):
-                        dst[i * W + j] = dst[i * W + j] + row[i * OW + j]
-
-
-cdef void conv_pool_forward_folded(LayerSpec* s, const floating* x, Py_ssize_t N,
-                                   int T) noexcept nogil:
-    """conv (batch folded) then max-pool + bias + activation into s.out."""
-    cdef Py_ssize_t K = s.C * s.KH * s.KW, PP = s.PP, M = s.M
-    cdef Py_ssize_t CHW = s.C * s.H * s.W
-    cdef Py_ssize_t PH = s.CH // s.ph, PW = s.CW // s.pw
-    cdef Py_ssize_t n, n0, n1, f
-    cdef floating* cols = <floating*>s.cols
-    cdef floating* convf = <floating*>s.convf
-    cdef floating* out = <floating*>s.out
-    cdef const floating* b = <floating*>s.b
-    cdef int t
+cdef inline int run_threads(int T, Py_ssize_t N, int max_threads) noexcept nogil:
     if T > N:
         T = <int>N
+    if T > max_threads:
+        T = max_threads
+    return T if T >= 1 else 1
+
+
+cdef void conv_run_forward(LayerSpec* L, int first, int last, const floating* xb,
+                           Py_ssize_t N, floating* work, Py_ssize_t per,
+                           int T) noexcept nogil:
+    """Layers first..last-1 (all conv) on the mini-batch xb (N, L[first].NI)."""
+    cdef Py_ssize_t n, n0, n1, f, PHW
+    cdef const floating* xin
+    cdef floating* conv_n
+    cdef LayerSpec* s
+    cdef int t, i
+    T = run_threads(T, N, L[first].max_threads)
     for t in prange(T, num_threads=T, schedule='static'):
         n0 = t * N // T
         n1 = (t + 1) * N // T
         for n in range(n0, n1):
-            im2col_ld(x + n * CHW, cols + n * PP, M, PP, s.C, s.H, s.W, s.KH, s.KW)
-        # convf[:, n0*PP:n1*PP] = w (F, K) @ cols[:, n0*PP:n1*PP]
-        #   column-major ((n1-n0)*PP x F) = cols (.. x K) @ w (K x F)
-        gemm(c'N', c'N', <int>((n1 - n0) * PP), <int>s.F, <int>K, <floating>1,
-             cols + n0 * PP, <int>M, <floating*>s.w, <int>K, <floating>0,
-             convf + n0 * PP, <int>M)
-        for n in range(n0, n1):
-            for f in range(s.F):
-                pool_forward_plane(convf + f * M + n * PP, out + (n * s.F + f) * PH * PW,
-                                   b[f], s.act, s.ph, s.pw, s.CH, s.CW)
+            xin = xb + n * L[first].NI
+            for i in range(first, last):
+                s = &L[i]
+                PHW = (s.CH // s.ph) * (s.CW // s.pw)
+                conv_n = <floating*>s.conv_out + n * s.F * s.CH * s.CW
+                conv_forward_sample(xin, <floating*>s.w, conv_n, work + t * per,
+                                    s.C, s.H, s.W, s.F, s.KH, s.KW)
+                for f in range(s.F):
+                    pool_forward_plane(conv_n + f * s.CH * s.CW,
+                                       <floating*>s.out + (n * s.F + f) * PHW,
+                                       (<floating*>s.b)[f], s.act, s.ph, s.pw, s.CH, s.CW)
+                xin = <floating*>s.out + n * s.NO
 
 
-cdef void conv_pool_backward_folded(LayerSpec* s, const floating* tag, Py_ssize_t N,
-                                    int T) noexcept nogil:
-    """Gradients of conv_pool_forward_folded: s.gb, s.gw, and s.dx if wanted.
-    s.dout (N, F, PH, PW) is overwritten with dz.
-
-    One parallel region: each thread takes a block of samples, routes their
-    pool gradient, sums their part of gb (double) and gw (thread 0 straight
-    into gw, the others into s.gwpart) and computes their dx; the partial
-    sums are then added in thread order, so the result depends only on T."""
-    cdef Py_ssize_t K = s.C * s.KH * s.KW, PP = s.PP, M = s.M
-    cdef Py_ssize_t CHW = s.C * s.H * s.W
-    cdef Py_ssize_t PH = s.CH // s.ph, PW = s.CW // s.pw
-    cdef Py_ssize_t F = s.F, FK = s.F * K
-    cdef Py_ssize_t n, n0, n1, f, i
-    cdef floating* convf = <floating*>s.convf
-    cdef floating* dconvf = <floating*>s.dconvf
-    cdef floating* cols = <floating*>s.cols
-    cdef floating* dcols = <floating*>s.dcols
-    cdef floating* out = <floating*>s.out
-    cdef floating* dout = <floating*>s.dout
-    cdef floating* gw = <floating*>s.gw
-    cdef floating* gwpart = <floating*>s.gwpart
-    cdef floating* gb = <floating*>s.gb
-    cdef floating* acc
+cdef void conv_run_backward(LayerSpec* L, int first, int last, const floating* xb,
+                            Py_ssize_t N, floating* work, Py_ssize_t per,
+                            int T) noexcept nogil:
+    """Gradients of conv_run_forward: gw, gb of every layer of the run, and
+    dx of those that need it.  Each layer's dout (N, O) is overwritten."""
+    cdef Py_ssize_t n, n0, n1, f, PHW, CHW
+    cdef const floating* xin
+    cdef floating* conv_n
+    cdef floating* dconv_n
     cdef double* gbp
+    cdef LayerSpec* s
+    cdef int t, i, u
     cdef double sb
-    cdef floating sw
-    cdef int t, u
-    if T > N:
-        T = <int>N
-    if T > s.max_threads:
-        T = s.max_threads
+    T = run_threads(T, N, L[first].max_threads)
     for t in prange(T, num_threads=T, schedule='static'):
         n0 = t * N // T
         n1 = (t + 1) * N // T
-        gbp = s.gbpart + t * F
-        for f in range(F):
-            gbp[f] = 0
-        # max-pool gradient to every tied maximum; gb partial sums
+        for i in range(first, last):
+            for f in range(L[i].F):
+                L[i].gbpart[t * L[i].F + f] = 0
         for n in range(n0, n1):
-            for f in range(F):
-                gbp[f] = gbp[f] + pool_backward_plane(
-                    convf + f * M + n * PP, out + (n * F + f) * PH * PW,
-                    dout + (n * F + f) * PH * PW, dconvf + f * M + n * PP,
-                    s.act, s.ph, s.pw, s.CH, s.CW)
-        # gw (F, K) (+)= dconvf[:, block] @ cols[:, block].T
-        #   column-major (K x F) = cols.T (K x Mt) @ dconvf (Mt x F)
-        acc = gw if t == 0 else gwpart + (t - 1) * FK
-        gemm(c'T', c'N', <int>K, <int>F, <int>((n1 - n0) * PP), <floating>1,
-             cols + n0 * PP, <int>M, dconvf + n0 * PP, <int>M, <floating>0,
-             acc, <int>K)
-        if s.need_dx:
-            # dcols[:, block] = w.T (K, F) @ dconvf[:, block]
-            #   column-major (Mt x K) = dconvf (Mt x F) @ w.T (F x K)
-            gemm(c'N', c'T', <int>((n1 - n0) * PP), <int>K, <int>F, <floating>1,
-                 dconvf + n0 * PP, <int>M, <floating*>s.w, <int>K, <floating>0,
-                 dcols + n0 * PP, <int>M)
-            for n in range(n0, n1):
-                col2im_ld(dcols + n * PP, M, <floating*>s.dx + n * CHW,
-                          s.C, s.H, s.W, s.KH, s.KW)
-    for f in range(F):
-        sb = 0
-        for u in range(T):
-            sb = sb + s.gbpart[u * F + f]
-        gb[f] = <floating>sb
-    if T > 1:
-        for i in range(FK):
-            sw = gw[i]
-            for u in range(1, T):
-                sw = sw + gwpart[(u - 1) * FK + i]
-            gw[i] = sw
+            for i in range(last - 1, first - 1, -1):
+                s = &L[i]
+                PHW = (s.CH // s.ph) * (s.CW // s.pw)
+                CHW = s.CH * s.CW
+                xin = (xb + n * s.NI) if i == first else (<floating*>L[i - 1].out + n * s.NI)
+                conv_n = <floating*>s.conv_out + n * s.F * CHW
+                dconv_n = <floating*>s.dconv + n * s.F * CHW
+                gbp = s.gbpart + t * s.F
+                # max-pool gradient to every tied maximum; gb partial sums
+                for f in range(s.F):
+                    gbp[f] = gbp[f] + pool_backward_plane(
+                        conv_n + f * CHW, <floating*>s.out + (n * s.F + f) * PHW,
+                        <floating*>s.dout + (n * s.F + f) * PHW, dconv_n + f * CHW,
+                        s.act, s.ph, s.pw, s.CH, s.CW)
+                conv_backward_sample(xin, <floating*>s.w, dconv_n,
+                                     <floating*>s.accs + t * s.acc_size, n > n0,
+                                     (<floating*>s.dx + n * s.NI) if s.need_dx else NULL,
+                                     work + t * per, s.C, s.H, s.W, s.F, s.KH, s.KW)
+    for i in range(first, last):
+        s = &L[i]
+        conv_dw_reduce(<floating*>s.gw, <floating*>s.accs, s.acc_size, T, s.F,
+                       s.C * s.KH * s.KW)
+        for f in range(s.F):
+            sb = 0
+            for u in range(T):
+                sb = sb + s.gbpart[u * s.F + f]
+            (<floating*>s.gb)[f] = <floating>sb
+
+
+cdef inline int conv_run_end(LayerSpec* L, int nl, int first) noexcept nogil:
+    """One past the last conv layer of the run that starts at first."""
+    cdef int j = first
+    while j < nl and L[j].kind == KIND_CONV:
+        j += 1
+    return j
 
 
 # Every parallel region is a fork and a join; on 2 cores a join waits for a
@@ -334,23 +287,25 @@ cdef inline void sgd_serial(floating* w, const floating* g, Py_ssize_t n,
 cdef void forward_backward_update(LayerSpec* L, int nl, const floating* xb,
                                   const int32_t* yb, Py_ssize_t N, floating eta,
                                   floating l2, uint64_t counter, floating* work,
-                                  int T, double* cost) noexcept nogil:
-    """One training step on one mini-batch (xb (N, n_in), yb (N,))."""
-    cdef int i
+                                  Py_ssize_t per, int T, double* cost) noexcept nogil:
+    """One training step on one mini-batch (xb (N, n_in), yb (N,)); work:
+    per elements of conv scratch for each of T threads."""
+    cdef int i, j, k
     cdef LayerSpec* s
     cdef const floating* xin = xb
     cdef floating* dx
     # ---- forward ----
-    for i in range(nl):
+    i = 0
+    while i < nl:
         s = &L[i]
-        if s.kind == KIND_CONV and s.fold:
-            conv_pool_forward_folded(s, xin, N, T)
-        elif s.kind == KIND_CONV:
-            s.x_in = <void*>xin
-            conv_forward_kernel(xin, <floating*>s.w, <floating*>s.conv_out, work,
-                                N, s.C, s.H, s.W, s.F, s.KH, s.KW, T)
-            pool_forward_kernel(<floating*>s.conv_out, <floating*>s.b, s.act,
-                                s.ph, s.pw, <floating*>s.out, N, s.F, s.CH, s.CW, T)
+        if s.kind == KIND_CONV:
+            j = conv_run_end(L, nl, i)
+            for k in range(i, j):
+                L[k].x_in = <void*>(xin if k == i else <floating*>L[k - 1].out)
+            conv_run_forward(L, i, j, xin, N, work, per, T)
+            xin = <floating*>L[j - 1].out
+            i = j
+            continue
         else:
             if s.dropout:
                 dropout_forward_kernel(xin, s.threshold, s.seed, counter, s.mask,
@@ -362,23 +317,21 @@ cdef void forward_backward_update(LayerSpec* L, int nl, const floating* xb,
                                  <floating>1, <floating*>s.out, N, s.NI, s.NO,
                                  dense_threads(T, N * s.NI * s.NO))
         xin = <floating*>s.out
+        i += 1
     s = &L[nl - 1]
     cost[0] = softmax_nll_kernel(<floating*>s.out, yb, <floating*>s.probs,
                                  <floating*>s.dout, N, s.NO, T)
     # ---- backward ----
-    for i in range(nl - 1, -1, -1):
+    i = nl - 1
+    while i >= 0:
         s = &L[i]
-        if s.kind == KIND_CONV and s.fold:
-            conv_pool_backward_folded(s, xb, N, T)
-        elif s.kind == KIND_CONV:
-            pool_backward_kernel(<floating*>s.conv_out, <floating*>s.out,
-                                 <floating*>s.dout, s.act, s.ph, s.pw,
-                                 <floating*>s.dconv, <floating*>s.gb,
-                                 N, s.F, s.CH, s.CW, T)
-            conv_backward_kernel(<floating*>s.x_in, <floating*>s.w,
-                                 <floating*>s.dconv, <floating*>s.gw,
-                                 <floating*>s.dx, work,
-                                 N, s.C, s.H, s.W, s.F, s.KH, s.KW, T)
+        if s.kind == KIND_CONV:
+            j = i
+            while j > 0 and L[j - 1].kind == KIND_CONV:
+                j -= 1
+            conv_run_backward(L, j, i + 1, <floating*>L[j].x_in, N, work, per, T)
+            i = j - 1
+            continue
         else:
             dx = <floating*>s.dx
             if s.need_dx and s.dropout:
@@ -393,6 +346,7 @@ cdef void forward_backward_update(LayerSpec* L, int nl, const floating* xb,
                                       dense_threads(T, N * s.NI * s.NO))
             if s.need_dx and s.dropout:
                 dropout_backward_kernel(dx, s.mask, <floating*>s.dx, N * s.NI, T)
+        i -= 1
     # ---- update ----
     for i in range(nl):
         s = &L[i]
@@ -409,11 +363,11 @@ cdef void forward_backward_update(LayerSpec* L, int nl, const floating* xb,
 cdef void run_steps(LayerSpec* L, int nl, const floating* x, const int32_t* y,
                     Py_ssize_t N, Py_ssize_t n_in, Py_ssize_t first, Py_ssize_t stop,
                     floating eta, floating l2, uint64_t counter0, floating* work,
-                    int T, double* cost) noexcept nogil:
+                    Py_ssize_t per, int T, double* cost) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(first, stop):
         forward_backward_update(L, nl, x + i * N * n_in, y + i * N, N, eta, l2,
-                                counter0 + <uint64_t>(i - first), work, T, cost)
+                                counter0 + <uint64_t>(i - first), work, per, T, cost)
 
 
 cdef inline void* ptr(object a):
@@ -434,6 +388,7 @@ cdef class Plan:
     cdef readonly object dtype
     cdef readonly list arrays          # keeps every buffer alive
     cdef readonly object workspace
+    cdef readonly Py_ssize_t conv_per   # conv scratch elements per thread
     cdef readonly double last_cost
 
     def __cinit__(self):
@@ -445,11 +400,9 @@ cdef class Plan:
             free(self.specs)
             self.specs = NULL
 
-    cdef readonly bint fold
-
     cdef readonly int fuse_update
 
-    def __init__(self, list layers, Py_ssize_t mbs, dtype, int n_threads, bint fold=True,
+    def __init__(self, list layers, Py_ssize_t mbs, dtype, int n_threads,
                  int fuse_update=1):
         """layers: one dict per layer (see cpu_trainer.make_plan)."""
         import numpy as np
@@ -466,7 +419,6 @@ cdef class Plan:
         else:
             raise ValueError("Plan: dtype must be float32 or float64, got %s" % self.dtype)
         self.mbs = mbs
-        self.fold = fold
         self.fuse_update = fuse_update
         self.n_threads = n_threads if n_threads >= 1 else 1
         self.arrays = []
@@ -489,29 +441,18 @@ cdef class Plan:
                 s.F, s.KH, s.KW = d["F"], d["KH"], d["KW"]
                 s.CH, s.CW = d["CH"], d["CW"]
                 s.ph, s.pw = d["ph"], d["pw"]
-                need = max(conv_workspace_size(s.C, s.H, s.W, s.F, s.KH, s.KW,
-                                               self.n_threads, False, False),
-                           conv_workspace_size(s.C, s.H, s.W, s.F, s.KH, s.KW,
-                                               self.n_threads, True, s.need_dx))
+                need = max(conv_sample_workspace(s.C, s.H, s.W, s.F, s.KH, s.KW,
+                                                 False, False),
+                           conv_sample_workspace(s.C, s.H, s.W, s.F, s.KH, s.KW,
+                                                 True, s.need_dx))
                 ws = max(ws, need)
-                s.fold = 1 if fold else 0
-                s.PP = padded_positions(s.CH * s.CW)
-                s.M = mbs * s.PP
-                if s.fold:
-                    K = s.C * s.KH * s.KW
-                    fb = dict(cols=np.zeros((K, s.M), self.dtype),
-                              convf=np.zeros((s.F, s.M), self.dtype),
-                              dconvf=np.zeros((s.F, s.M), self.dtype),
-                              dcols=np.zeros((K, s.M), self.dtype) if s.need_dx else None,
-                              gwpart=np.zeros(max(self.n_threads - 1, 1) * s.F * K, self.dtype),
-                              gbpart=np.zeros(self.n_threads * s.F, np.float64))
-                    s.max_threads = self.n_threads
-                    for a in fb.values():
-                        if a is not None:
-                            self.arrays.append(a)
-                    s.cols = ptr(fb["cols"]); s.convf = ptr(fb["convf"])
-                    s.dconvf = ptr(fb["dconvf"]); s.dcols = ptr(fb["dcols"])
-                    s.gwpart = ptr(fb["gwpart"]); s.gbpart = <double*>ptr(fb["gbpart"])
+                s.max_threads = self.n_threads
+                s.acc_size = padded(conv_dw_size(s.F, s.C * s.KH * s.KW))
+                accs = np.zeros(self.n_threads * s.acc_size, self.dtype)
+                gbpart = np.zeros(self.n_threads * s.F, np.float64)
+                self.arrays += [accs, gbpart]
+                s.accs = ptr(accs)
+                s.gbpart = <double*>ptr(gbpart)
             if s.dropout:
                 s.seed = <uint64_t>d["seed"]
                 s.threshold = <uint64_t>d["threshold"]
@@ -536,7 +477,8 @@ cdef class Plan:
         self.n_classes = self.specs[self.nl - 1].NO
         if self.specs[self.nl - 1].kind != KIND_SOFTMAX or self.specs[self.nl - 1].probs == NULL:
             raise ValueError("Plan: the last layer must be a softmax layer")
-        self.workspace = np.zeros(max(ws, 1), dtype=self.dtype)
+        self.conv_per = ws
+        self.workspace = np.zeros(max(ws * self.n_threads, 1), dtype=self.dtype)
         self.last_cost = float("nan")
 
     def run(self, cnp.ndarray x, cnp.ndarray y, Py_ssize_t first, Py_ssize_t stop,
@@ -565,8 +507,9 @@ cdef class Plan:
             if self.typenum == cnp.NPY_FLOAT32:
                 run_steps(self.specs, self.nl, <const float*>px, py, N, self.n_in,
                           first, stop, <float>eta, <float>l2, counter0,
-                          <float*>pw, T, &cost)
+                          <float*>pw, self.conv_per, T, &cost)
             else:
                 run_steps(self.specs, self.nl, <const double*>px, py, N, self.n_in,
-                          first, stop, eta, l2, counter0, <double*>pw, T, &cost)
+                          first, stop, eta, l2, counter0, <double*>pw, self.conv_per,
+                          T, &cost)
         self.last_cost = cost

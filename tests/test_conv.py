@@ -20,6 +20,11 @@ SHAPES = [
     ("kernel=image", 2, 3, 5, 6, 4, 5, 6),
     ("1x1", 3, 4, 6, 5, 2, 1, 1),
     ("tall", 3, 2, 19, 4, 5, 2, 3),
+    # K = C*KH*KW >= 128 takes csrc/bcast_gemm.h's product: odd F (edge row
+    # tiles), P = 35 (a partial vector and the padded-positions copy), K = 135
+    ("many-taps-odd", 3, 15, 9, 11, 7, 3, 3),
+    # P = 16 * 5 columns: whole vectors but an edge column tile; F = 13
+    ("many-taps-wide", 2, 8, 8, 23, 13, 4, 4),
 ]
 IDS = [s[0] for s in SHAPES]
 
@@ -124,6 +129,7 @@ def _assert_tie_consistent(case, x, w, out):
     ("book-conv2-b128", 128, 20, 12, 12, 40, 5, 5),
     ("odd", 9, 3, 23, 19, 13, 4, 3),
     ("wide", 3, 2, 9, 41, 33, 3, 5),
+    ("many-taps-odd", 5, 15, 13, 11, 7, 3, 3),    # bcast_gemm, P = 99
 ], ids=lambda s: s[0])
 def test_conv_forward_is_tie_consistent(kernel_engine, cpu_threads, float_dtype, shape,
                                         threads):

@@ -131,20 +131,19 @@ def test_fused_any_thread_count(threads, cpu_threads, floatx):
         np.testing.assert_allclose(a, c, **_tol(floatx))
 
 
-@pytest.mark.parametrize("fold", [False, True])
 @pytest.mark.parametrize("fuse_update", [0, 1, 2])
 @pytest.mark.parametrize("kind", ["conv_dropout", "conv_odd", "fc_big"])
-def test_plan_options_match_reference(kind, fold, fuse_update, floatx):
-    """Every variant of the compiled step (folded conv, where the SGD step
-    happens) trains the reference's weights."""
+def test_plan_options_match_reference(kind, fuse_update, floatx):
+    """Every variant of the compiled step (where the SGD step happens)
+    trains the reference's weights."""
     np.random.seed(5)
     a = Network(NETS[kind](), MBS, engine="cpu", fused=False)
     np.random.seed(5)
     b = Network(NETS[kind](), MBS, engine="reference", fused=False)
     x, y = _data(a.n_in, a.n_classes)
     x = np.ascontiguousarray(x.astype(floatx))
-    plan = cpu_trainer.make_plan(a, fold=fold, fuse_update=fuse_update)
-    assert plan._c.fold == fold and plan._c.fuse_update == fuse_update
+    plan = cpu_trainer.make_plan(a, fuse_update=fuse_update)
+    assert plan._c.fuse_update == fuse_update
     cpu_trainer.train_steps(plan, x, y, 0, 11, 0.4, 0.02, 3)
     b.step_count = 3
     b._train_batches(x, y, 0, 11, 0.4, 0.02)

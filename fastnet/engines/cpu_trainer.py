@@ -41,8 +41,7 @@ class TrainPlan(object):
     """What ``make_plan`` returns: the network's layers, the buffers of the
     compiled loop and the thread count they were sized for."""
 
-    def __init__(self, net, fold=True, fuse_update=True):
-        self.fold = bool(fold)
+    def __init__(self, net, fuse_update=True):
         self.fuse_update = int(fuse_update)
         self.layers = list(net.layers)
         self.mbs = int(net.mini_batch_size)
@@ -54,7 +53,7 @@ class TrainPlan(object):
         self._params = [(layer.w_e, layer.b_e) for layer in self.layers]
         self._c = _trainer.Plan(_layer_specs(self.layers, self.mbs, self.dtype),
                                 self.mbs, self.dtype, self.n_threads,
-                                self.fold, self.fuse_update)
+                                self.fuse_update)
 
     def _fresh(self):
         """Rebuild when the thread count or a layer's parameter buffer changed."""
@@ -135,21 +134,21 @@ def _layer_specs(layers, N, dtype):
     return specs
 
 
-def make_plan(net, fold=None, fuse_update=None):
+def make_plan(net, fuse_update=None):
     """The compiled training plan of ``net`` (its layers' live parameters,
     workspaces allocated once).
 
-    fold: convolutions with the batch folded into the GEMM's N (one GEMM
-    per thread over all its samples, im2col kept from forward to backward);
-    False (default): conv.pxd's per-sample kernels, which measured faster on
-    the book's conv net (the folded im2col of a mini-batch of 128 is 16 MB
-    and leaves the caches; per sample it stays in L2).  fuse_update, for the dense
+    The convolutions run conv.pxd's per-sample kernels.  (A variant with
+    the batch folded into one product per thread, im2col kept from forward
+    to backward, measured slower on the book's conv net -- the folded
+    patches of a mini-batch of 128 are 16 MB and leave the caches, per
+    sample they stay in L2 -- and was removed.)  fuse_update, for the dense
     layers: 1 (default) the SGD step right after the weight-gradient GEMM,
     while w and its gradient are in cache, with the step-by-step path's
     rounding; 2 inside that GEMM, w = (1 - eta*l2) w - eta x.T dz (beta),
     faster but rounded differently, which moves float32 trajectories;
     0 a separate pass after the backward pass.  Defaults from
-    FASTNET_TRAINER_FOLD ("1": on) and FASTNET_TRAINER_FUSE_UPDATE."""
+    FASTNET_TRAINER_FUSE_UPDATE."""
     if not hasattr(net, "layers") or not hasattr(net, "mini_batch_size"):
         raise ValueError("make_plan: net must be a fastnet Network, got %s"
                          % type(net).__name__)
@@ -157,8 +156,6 @@ def make_plan(net, fold=None, fuse_update=None):
     if dtype not in (np.float32, np.float64):
         raise ValueError("make_plan: the network's dtype must be float32 or float64, "
                          "got %s" % dtype)
-    if fold is None:
-        fold = os.environ.get("FASTNET_TRAINER_FOLD", "0") not in ("", "0")
     if fuse_update is None:
         fuse_update = os.environ.get("FASTNET_TRAINER_FUSE_UPDATE", "1")
     try:
@@ -167,7 +164,7 @@ def make_plan(net, fold=None, fuse_update=None):
         fuse_update = -1
     if fuse_update not in (0, 1, 2):
         raise ValueError("make_plan: fuse_update must be 0, 1 or 2")
-    return TrainPlan(net, fold, fuse_update)
+    return TrainPlan(net, fuse_update)
 
 
 def _index(value, name):
