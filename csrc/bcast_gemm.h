@@ -20,7 +20,9 @@
  * asks for fp-contract=fast while the rest of the build keeps it off.
  *
  * Columns past the last whole vector (n not a multiple of the vector
- * length) take a scalar loop with the same chain of multiply-adds.
+ * length) are computed by one more vector ending at column n (when C is
+ * overwritten) or by a scalar loop with the same chain of multiply-adds
+ * (when C is accumulated into).
  */
 #ifndef FASTNET_BCAST_GEMM_H
 #define FASTNET_BCAST_GEMM_H
@@ -157,7 +159,9 @@ static inline void NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t kk,                 
                 memset(C + i0 * ldc, 0, (size_t)n * sizeof(T));                  \
         return;                                                                  \
     }                                                                            \
-    /* a panel of B (kk x nv vectors) is reused by every row tile */             \
+    /* a panel of B (kk x nv vectors) is reused by every row tile (narrower  \
+       panels, to cover more rows per tile, measured slower: B's rows are    \
+       then read a few cache lines at a time) */                             \
     for (j0 = 0; j0 < nvec; j0 += nv) {                                          \
         nv = (int)(nvec - j0 < FN_NV ? nvec - j0 : FN_NV);                       \
         mr = fn_rows_per_tile(m, nv == 4 ? FN_MR : FN_MR_NARROW);                \
@@ -167,9 +171,22 @@ static inline void NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t kk,                 
                                     C + i0 * ldc + j0 * L, ldc, kk, accumulate); \
         }                                                                        \
     }                                                                            \
+    j0 = nvec * L;                                                               \
+    if (j0 < n && nvec > 0 && !accumulate) {                                     \
+        mr = fn_rows_per_tile(m, FN_MR_NARROW);                                  \
+        /* the last partial vector: a whole vector ending at column n, over    \
+           columns already written -- which it rewrites with the same values,  \
+           every column being the same chain whichever tile computes it */     \
+        for (i0 = 0; i0 < m; i0 += rows) {                                       \
+            rows = (int)(m - i0 < mr ? m - i0 : mr);                             \
+            tiles[0][rows - 1](A + i0 * ars, ars, acs, B + (n - L), ldb,         \
+                               C + i0 * ldc + (n - L), ldc, kk, accumulate);     \
+        }                                                                        \
+        j0 = n;                                                                  \
+    }                                                                            \
     for (i0 = 0; i0 < m; i0++) {                                                 \
         ptrdiff_t j, k;                                                          \
-        for (j = nvec * L; j < n; j++) {                                         \
+        for (j = j0; j < n; j++) {                                               \
             T s = 0;                                                             \
             for (k = 0; k < kk; k++)                                             \
                 s += A[i0 * ars + k * acs] * B[k * ldb + j];                     \
@@ -180,6 +197,93 @@ static inline void NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t kk,                 
 
 FN_DRIVER(bcast_gemm_f, float, fn_tile_f_t, fn_tile_f)
 FN_DRIVER(bcast_gemm_d, double, fn_tile_d_t, fn_tile_d)
+
+/* rowdot: C[n*ldc + r] = sum_{k < kk} A[n*lda + k] * B[r*ldb + k]
+ * for n < m, r < rows: every row of A dotted with every row of B -- the
+ * product A @ B.T with both operands read along their rows (the dense
+ * layers' dx = dz @ w.T, w never transposed or packed).  A tile is NG rows
+ * of A by RR rows of B, NG*RR vector accumulators; each dot product is a
+ * vector of partial sums over k (k = v, v + L, ...) whose lanes are then
+ * added pairwise, then the columns past the last whole vector: a fixed
+ * order, the same in every tile. */
+#define FN_DOT_TILE(NAME, T, V, VU, NG, RR)                                      \
+static void NAME(ptrdiff_t kk, const T* A, ptrdiff_t lda, const T* B,            \
+                 ptrdiff_t ldb, T* C, ptrdiff_t ldc)                             \
+{                                                                                \
+    enum { L = FN_VBYTES / sizeof(T) };                                          \
+    const ptrdiff_t kv = kk / L * L;                                             \
+    V acc[NG][RR];                                                               \
+    ptrdiff_t k;                                                                 \
+    int g, q, e, h;                                                              \
+    for (g = 0; g < NG; g++)                                                     \
+        for (q = 0; q < RR; q++)                                                 \
+            acc[g][q] = (V){0};                                                  \
+    for (k = 0; k < kv; k += L) {                                                \
+        V bv[RR];                                                                \
+        for (q = 0; q < RR; q++)                                                 \
+            bv[q] = *(const VU*)(B + q * ldb + k);                               \
+        for (g = 0; g < NG; g++) {                                               \
+            V av = *(const VU*)(A + g * lda + k);                                \
+            for (q = 0; q < RR; q++)                                             \
+                acc[g][q] += av * bv[q];                                         \
+        }                                                                        \
+    }                                                                            \
+    for (g = 0; g < NG; g++)                                                     \
+        for (q = 0; q < RR; q++) {                                               \
+            T lanes[L], s;                                                       \
+            for (e = 0; e < L; e++)                                              \
+                lanes[e] = acc[g][q][e];                                         \
+            for (h = L / 2; h >= 1; h /= 2)                                      \
+                for (e = 0; e < h; e++)                                          \
+                    lanes[e] = lanes[e] + lanes[e + h];                          \
+            s = lanes[0];                                                        \
+            for (k = kv; k < kk; k++)                                            \
+                s += A[g * lda + k] * B[q * ldb + k];                            \
+            C[g * ldc + q] = s;                                                  \
+        }                                                                        \
+}
+
+#define FN_DOT_TILES(P, T, V, VU, RR)                                            \
+    FN_DOT_TILE(P##_1_##RR, T, V, VU, 1, RR)                                     \
+    FN_DOT_TILE(P##_2_##RR, T, V, VU, 2, RR)                                     \
+    FN_DOT_TILE(P##_3_##RR, T, V, VU, 3, RR)                                     \
+    FN_DOT_TILE(P##_4_##RR, T, V, VU, 4, RR)                                     \
+    FN_DOT_TILE(P##_5_##RR, T, V, VU, 5, RR)                                     \
+    FN_DOT_TILE(P##_6_##RR, T, V, VU, 6, RR)                                     \
+    FN_DOT_TILE(P##_7_##RR, T, V, VU, 7, RR)                                     \
+    FN_DOT_TILE(P##_8_##RR, T, V, VU, 8, RR)
+
+FN_DOT_TILES(fn_dot_f, float, fn_vf, fn_vf_u, 1)
+FN_DOT_TILES(fn_dot_f, float, fn_vf, fn_vf_u, 2)
+FN_DOT_TILES(fn_dot_d, double, fn_vd, fn_vd_u, 1)
+FN_DOT_TILES(fn_dot_d, double, fn_vd, fn_vd_u, 2)
+
+#define FN_DOT_ROW(P, RR) { P##_1_##RR, P##_2_##RR, P##_3_##RR, P##_4_##RR,      \
+                            P##_5_##RR, P##_6_##RR, P##_7_##RR, P##_8_##RR }
+
+/* A's rows in groups of at most 8 (as even as can be), B's two by two */
+#define FN_ROWDOT(NAME, T, P)                                                    \
+static inline void NAME(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t kk,               \
+                        const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,    \
+                        T* C, ptrdiff_t ldc)                                     \
+{                                                                                \
+    typedef void (*dot_t)(ptrdiff_t, const T*, ptrdiff_t, const T*, ptrdiff_t,   \
+                          T*, ptrdiff_t);                                        \
+    static const dot_t tiles[2][8] = { FN_DOT_ROW(P, 1), FN_DOT_ROW(P, 2) };     \
+    int per = fn_rows_per_tile(m, 8), ng, rr;                                    \
+    ptrdiff_t r, n0;                                                             \
+    for (r = 0; r < rows; r += rr) {                                             \
+        rr = rows - r >= 2 ? 2 : 1;                                              \
+        for (n0 = 0; n0 < m; n0 += ng) {                                         \
+            ng = (int)(m - n0 < per ? m - n0 : per);                             \
+            tiles[rr - 1][ng - 1](kk, A + n0 * lda, lda, B + r * ldb, ldb,       \
+                                  C + n0 * ldc + r, ldc);                        \
+        }                                                                        \
+    }                                                                            \
+}
+
+FN_ROWDOT(bcast_rowdot_f, float, fn_dot_f)
+FN_ROWDOT(bcast_rowdot_d, double, fn_dot_d)
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options

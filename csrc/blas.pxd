@@ -22,6 +22,12 @@ cdef extern from "bcast_gemm.h" nogil:
     void bcast_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t kk, const double* A,
                       Py_ssize_t ars, Py_ssize_t acs, const double* B, Py_ssize_t ldb,
                       double* C, Py_ssize_t ldc, int accumulate)
+    void bcast_rowdot_f(Py_ssize_t m, Py_ssize_t rows, Py_ssize_t kk, const float* A,
+                        Py_ssize_t lda, const float* B, Py_ssize_t ldb, float* C,
+                        Py_ssize_t ldc)
+    void bcast_rowdot_d(Py_ssize_t m, Py_ssize_t rows, Py_ssize_t kk, const double* A,
+                        Py_ssize_t lda, const double* B, Py_ssize_t ldb, double* C,
+                        Py_ssize_t ldc)
 
 
 cdef inline void bcast_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t kk,
@@ -102,3 +108,14 @@ cdef inline void gemm_parallel(char transa, char transb, int m, int n, int k,
             gemm(transa, transb, stop - start, n, k, alpha,
                  a + (start if transa == c'N' else start * lda), lda,
                  b, ldb, beta, c + start, ldc)
+
+
+cdef inline void bcast_rowdot(Py_ssize_t m, Py_ssize_t rows, Py_ssize_t kk,
+                              const floating* A, Py_ssize_t lda, const floating* B,
+                              Py_ssize_t ldb, floating* C, Py_ssize_t ldc) noexcept nogil:
+    """C[n, r] = A[n, :kk] . B[r, :kk]  (n < m, r < rows; row-major, C's rows
+    ldc apart): A @ B.T with both read along their rows (bcast_gemm.h)."""
+    if floating is float:
+        bcast_rowdot_f(m, rows, kk, A, lda, B, ldb, C, ldc)
+    else:
+        bcast_rowdot_d(m, rows, kk, A, lda, B, ldb, C, ldc)

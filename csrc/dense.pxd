@@ -4,8 +4,18 @@
 # Activation codes: common.pxd.
 #
 # Inline nogil kernels over raw pointers, cimported by dense.pyx and by any
-# compiled trainer.  The GEMMs go to BLAS, cut over the threads by
-# blas.gemm_parallel; the bias + activation pass runs over rows.
+# compiled trainer.  The bias + activation pass runs over rows.
+#
+# The products.  A mini-batch of a few rows (N <= SMALL_BATCH, the book's
+# 10) through a big layer (w beyond the core's cache) makes every product a
+# stream over w with little arithmetic per weight: the time is w's trip from memory (measured ~16 GB/s per core
+# here, 240 us for a 1000 x 1000 float32 layer), and BLAS's packing of w
+# reads and writes it once more before using it.  So for small N:
+#   out = x @ w        blas.bcast_gemm, w read along its rows, not packed;
+#   dx  = dz @ w.T     blas.bcast_rowdot, w read along its rows;
+#   dw  = x.T @ dz     blas.bcast_gemm, block of rows by block of rows,
+# each thread a block of w's columns (forward) or rows (backward).  Larger
+# mini-batches go to BLAS, cut over the threads by blas.gemm_parallel.
 #
 # Dropout bits are counter-based: element i of draw `counter` of a stream
 # `seed` (n elements per draw) gets the high 32 bits of splitmix64's
@@ -18,7 +28,46 @@ from cython.parallel cimport prange
 
 from common cimport (floating, activate_rows, scale_by_activation_grad,
                      threads_for, LINEAR)
-from blas cimport gemm_parallel
+from blas cimport gemm_parallel, bcast_gemm, bcast_rowdot
+
+cdef enum:
+    # mini-batches up to this many rows take the streaming products
+    SMALL_BATCH = 16
+    # rows of w per block of the small-batch backward pass (in L2 together
+    # with their gradient)
+    DENSE_ROW_BLOCK = 64
+    # products smaller than this run on the calling thread
+    DENSE_PARALLEL_MIN = 1 << 22
+    # weights from which a small-batch layer streams (see dense_streams)
+    STREAM_MIN_WEIGHTS = 1 << 17
+
+
+cdef inline bint dense_streams(Py_ssize_t N, Py_ssize_t I, Py_ssize_t O) noexcept nogil:
+    """Whether an I x O layer at mini-batch N takes the streaming products:
+    a few rows, at least one whole vector of outputs, and a w too big for
+    the core's cache (from 512 KiB of float32; a w that stays in cache is
+    faster through BLAS: 640 x 100 backward measured 31 us by BLAS, 60 us
+    streamed)."""
+    return N <= SMALL_BATCH and O >= 16 and I * O >= STREAM_MIN_WEIGHTS
+
+
+cdef inline int dense_threads(int n_threads, Py_ssize_t N, Py_ssize_t I,
+                              Py_ssize_t O) noexcept nogil:
+    """Threads for a product of N x I x O multiply-adds: every fork and join
+    costs more than a small product takes."""
+    return n_threads if N * I * O >= DENSE_PARALLEL_MIN and n_threads > 1 else 1
+
+
+cdef inline void dense_backward_rows(const floating* x, const floating* w,
+                                     const floating* dz, floating* dw, floating* dx,
+                                     Py_ssize_t i0, Py_ssize_t ib, Py_ssize_t N,
+                                     Py_ssize_t I, Py_ssize_t O) noexcept nogil:
+    """Rows i0 .. i0+ib-1 of the small-batch backward products:
+    dx[:, i0:i0+ib] = dz @ w[i0:i0+ib].T (unless dx is NULL) and
+    dw[i0:i0+ib] = x[:, i0:i0+ib].T @ dz."""
+    if dx != NULL:
+        bcast_rowdot(N, ib, O, dz, O, w + i0 * O, O, dx + i0, I)
+    bcast_gemm(ib, O, N, x + i0, 1, I, dz, O, dw + i0 * O, O, False)
 
 
 cdef inline void dense_forward_kernel(const floating* x, const floating* w,
@@ -30,8 +79,25 @@ cdef inline void dense_forward_kernel(const floating* x, const floating* w,
     scale is 1 while training and (1 - p_dropout) at inference (network3).
     x (N, I)  IN;  w (I, O)  IN;  b (O,)  IN;  out (N, O)  OUT
     """
-    cdef Py_ssize_t r0, r1
+    cdef Py_ssize_t r0, r1, nv, v0, v1, o0, o1, i
     cdef int t, T
+    if dense_streams(N, I, O):
+        # out = x @ w, each thread a block of whole vectors of columns
+        T = dense_threads(n_threads, N, I, O)
+        nv = (O + 15) // 16
+        if T > nv:
+            T = <int>nv
+        for t in prange(T, num_threads=T, schedule='static'):
+            v0 = t * nv // T
+            v1 = (t + 1) * nv // T
+            o0 = v0 * 16
+            o1 = O if v1 == nv else v1 * 16
+            bcast_gemm(N, o1 - o0, I, x, I, 1, w + o0, O, out + o0, O, False)
+        if scale != 1:
+            for i in range(N * O):
+                out[i] = scale * out[i]
+        activate_rows(out, b, N, O, act)
+        return
     # out = scale * (x @ w):  column-major (O x N) = scale * w (O x I) @ x (I x N)
     gemm_parallel(c'N', c'N', <int>O, <int>N, <int>I, scale, w, <int>O, x, <int>I,
                   <floating>0, out, <int>O, n_threads)
@@ -58,18 +124,29 @@ cdef inline void dense_backward_kernel(const floating* x, const floating* w,
     x (N, I)  IN;  w (I, O)  IN;  out (N, O)  IN;  dout (N, O)  IN/OUT
     dw (I, O)  OUT;  db (O,)  OUT;  dx (N, I)  OUT, or NULL
     """
-    cdef Py_ssize_t n, o
+    cdef Py_ssize_t n, o, k, nb, i0, ib
     cdef double s
+    cdef int T
     if act != LINEAR:
         scale_by_activation_grad(dout, out, N * O, act)
-    # dw = x.T @ dz:  column-major (O x I) = dz (O x N) @ x.T (N x I)
-    gemm_parallel(c'N', c'T', <int>O, <int>I, <int>N, <floating>1, dout, <int>O,
-                  x, <int>I, <floating>0, dw, <int>O, n_threads)
     for o in range(O):
         s = 0
         for n in range(N):
             s = s + dout[n * O + o]
         db[o] = <floating>s
+    if dense_streams(N, I, O):
+        nb = (I + DENSE_ROW_BLOCK - 1) // DENSE_ROW_BLOCK
+        T = dense_threads(n_threads, N, I, O)
+        if T > nb:
+            T = <int>nb
+        for k in prange(nb, num_threads=T, schedule='static'):
+            i0 = k * DENSE_ROW_BLOCK
+            ib = I - i0 if I - i0 < DENSE_ROW_BLOCK else DENSE_ROW_BLOCK
+            dense_backward_rows(x, w, dout, dw, dx, i0, ib, N, I, O)
+        return
+    # dw = x.T @ dz:  column-major (O x I) = dz (O x N) @ x.T (N x I)
+    gemm_parallel(c'N', c'T', <int>O, <int>I, <int>N, <floating>1, dout, <int>O,
+                  x, <int>I, <floating>0, dw, <int>O, n_threads)
     if dx != NULL:
         # dx = dz @ w.T:  column-major (I x N) = w.T (I x O) @ dz (O x N)
         gemm_parallel(c'T', c'N', <int>I, <int>N, <int>O, <floating>1, w, <int>O,

@@ -37,7 +37,8 @@ from conv cimport (conv_forward_sample, conv_backward_sample, conv_dw_reduce,
 from pool cimport pool_forward_plane, pool_backward_plane
 from common cimport padded
 from dense cimport (dense_forward_kernel, dense_backward_kernel,
-                    dropout_forward_kernel, dropout_backward_kernel)
+                    dropout_forward_kernel, dropout_backward_kernel, dense_threads,
+                    dense_streams, dense_backward_rows)
 from softmax cimport softmax_nll_kernel
 from update cimport sgd_update_kernel
 
@@ -190,11 +191,8 @@ cdef inline int conv_run_end(LayerSpec* L, int nl, int first) noexcept nogil:
 
 # Every parallel region is a fork and a join; on 2 cores a join waits for a
 # whole time slice when another process holds the other core.  Small
-# products and updates therefore run on the calling thread.
-cdef inline int dense_threads(int T, Py_ssize_t work) noexcept nogil:
-    return T if work >= (1 << 22) else 1
-
-
+# products (dense.pxd's dense_threads) and updates therefore run on the
+# calling thread.
 cdef inline int update_threads(int T, Py_ssize_t n) noexcept nogil:
     return T if n >= (1 << 18) else 1
 
@@ -225,6 +223,20 @@ cdef void dense_backward_update(LayerSpec* s, floating* dx, Py_ssize_t N,
         for n in range(N):
             acc = acc + dout[n * O + o]
         gb[o] = <floating>acc
+    if s.fuse_update == 1 and dense_streams(N, I, O):
+        # a few rows: dense.pxd's streaming products, block of rows of w by
+        # block of rows (dx with the old rows, then their gradient and
+        # update while they are in cache): w crosses from memory once
+        nb = (I + ROW_BLOCK - 1) // ROW_BLOCK
+        for k in prange(nb, num_threads=T if T < nb else <int>nb, schedule='static'):
+            i0 = k * ROW_BLOCK
+            ib = I - i0 if I - i0 < ROW_BLOCK else ROW_BLOCK
+            dense_backward_rows(<floating*>s.x_in, <floating*>s.w, dout,
+                                <floating*>s.gw, dx, i0, ib, N, I, O)
+            sgd_serial(<floating*>s.w + i0 * O, <floating*>s.gw + i0 * O, ib * O, eta, l2)
+        for o in range(O):
+            b[o] = b[o] - eta * gb[o]
+        return
     if s.fuse_update == 1 and I * O >= BLOCKED_MIN:
         # a big layer: w is read from memory once in the backward pass,
         # block of rows by block of rows (dx with the old rows, then their
@@ -315,7 +327,7 @@ cdef void forward_backward_update(LayerSpec* L, int nl, const floating* xb,
             dense_forward_kernel(xin, <floating*>s.w, <floating*>s.b,
                                  LINEAR if s.kind == KIND_SOFTMAX else s.act,
                                  <floating>1, <floating*>s.out, N, s.NI, s.NO,
-                                 dense_threads(T, N * s.NI * s.NO))
+                                 dense_threads(T, N, s.NI, s.NO))
         xin = <floating*>s.out
         i += 1
     s = &L[nl - 1]
@@ -337,13 +349,13 @@ cdef void forward_backward_update(LayerSpec* L, int nl, const floating* xb,
             if s.need_dx and s.dropout:
                 dx = <floating*>s.dx_drop
             if s.fuse_update:
-                dense_backward_update(s, dx, N, eta, l2, dense_threads(T, N * s.NI * s.NO))
+                dense_backward_update(s, dx, N, eta, l2, dense_threads(T, N, s.NI, s.NO))
             else:
                 dense_backward_kernel(<floating*>s.x_in, <floating*>s.w,
                                       <floating*>s.out, <floating*>s.dout,
                                       LINEAR if s.kind == KIND_SOFTMAX else s.act,
                                       <floating*>s.gw, <floating*>s.gb, dx, N, s.NI, s.NO,
-                                      dense_threads(T, N * s.NI * s.NO))
+                                      dense_threads(T, N, s.NI, s.NO))
             if s.need_dx and s.dropout:
                 dropout_backward_kernel(dx, s.mask, <floating*>s.dx, N * s.NI, T)
         i -= 1
