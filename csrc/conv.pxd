@@ -104,10 +104,6 @@ cdef extern from "conv_patches.h" nogil:
                   Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW)
     void im2col_d(const double* x, double* cols, Py_ssize_t ld, Py_ssize_t C,
                   Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW)
-    void im2col_t_f(const float* x, float* colsT, Py_ssize_t ld, Py_ssize_t C,
-                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW)
-    void im2col_t_d(const double* x, double* colsT, Py_ssize_t ld, Py_ssize_t C,
-                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW)
     void col2im_f(const float* dcols, Py_ssize_t ld, float* dx, Py_ssize_t C,
                   Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW)
     void col2im_d(const double* dcols, Py_ssize_t ld, double* dx, Py_ssize_t C,
@@ -126,20 +122,6 @@ cdef inline void im2col(const floating* x, floating* cols, Py_ssize_t ld,
         im2col_f(x, cols, ld, C, H, W, KH, KW)
     else:
         im2col_d(x, cols, ld, C, H, W, KH, KW)
-
-
-cdef inline void im2col_t(const floating* x, floating* colsT, Py_ssize_t ld,
-                          Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
-                          Py_ssize_t KW) noexcept nogil:
-    """colsT[i*OW+j, (c,p,q)] = x[c, i+KH-1-p, j+KW-1-q]: im2col transposed,
-    for one sample; the columns from C*KH*KW to ld (the padding) are zero.
-
-    x (C, H, W)  IN;  colsT (OH*OW, ld)  OUT, ld >= C*KH*KW
-    """
-    if floating is float:
-        im2col_t_f(x, colsT, ld, C, H, W, KH, KW)
-    else:
-        im2col_t_d(x, colsT, ld, C, H, W, KH, KW)
 
 
 cdef inline void col2im(const floating* dcols, Py_ssize_t ld, floating* dx,

@@ -1,4 +1,4 @@
-/* conv_patches: im2col, its transpose and its adjoint for conv.pxd.
+/* conv_patches: im2col and its adjoint (col2im) for conv.pxd.
  *
  * These are copies and sums, no arithmetic worth a comment; they are in C
  * because the same loops written in Cython and inlined into an OpenMP
@@ -47,29 +47,6 @@ static __attribute__((noinline)) void im2col_##SUFFIX(const T* x, T* cols, ptrdi
                 if (ld > OH * OW)                                                \
                     memset(row + OH * OW, 0, (size_t)(ld - OH * OW) * sizeof(T)); \
             }                                                                    \
-}                                                                                \
-                                                                                 \
-/* colsT[i*OW+j, (c,p,q)] = x[c, i+KH-1-p, j+KW-1-q]; columns K..ld-1 zero */    \
-static __attribute__((noinline)) void im2col_t_##SUFFIX(const T* x, T* colsT, ptrdiff_t ld, ptrdiff_t C,  \
-                              ptrdiff_t H, ptrdiff_t W, ptrdiff_t KH,            \
-                              ptrdiff_t KW)                                      \
-{                                                                                \
-    const ptrdiff_t OH = H - KH + 1, OW = W - KW + 1, K = C * KH * KW;           \
-    ptrdiff_t c, p, q, i, j;                                                     \
-    for (i = 0; i < OH; i++)                                                     \
-        for (j = 0; j < OW; j++) {                                               \
-            T* row = colsT + (i * OW + j) * ld;                                  \
-            for (c = 0; c < C; c++)                                              \
-                for (p = 0; p < KH; p++) {                                       \
-                    /* x's row read right to left: the kernel flip */            \
-                    const T* src = x + (c * H + i + KH - 1 - p) * W + j + KW - 1; \
-                    T* dst = row + (c * KH + p) * KW;                            \
-                    for (q = 0; q < KW; q++)                                     \
-                        dst[q] = src[-q];                                        \
-                }                                                                \
-            for (q = K; q < ld; q++)                                             \
-                row[q] = 0;                                                      \
-        }                                                                        \
 }                                                                                \
                                                                                  \
 /* dx = 0, then dx[c, i+KH-1-p, j+KW-1-q] += dcols[(c,p,q), i*OW+j]              \

@@ -23,6 +23,12 @@ SHAPES = [
     ("batch1", 1, 7, 3),
     ("one-output", 5, 9, 1),
     ("wide", 3, 2, 300),
+    # a few rows through a big layer take the streaming products
+    # (csrc/dense.pxd dense_streams): O = 200 ends in a partial vector,
+    # N = 10 rows in two row tiles, I = 701 odd
+    ("streamed", 10, 701, 200),
+    ("streamed-b3", 3, 1000, 150),
+    ("streamed-b16", 16, 512, 257),
 ]
 IDS = [s[0] for s in SHAPES]
 
