@@ -139,16 +139,18 @@ cdef inline void col2im(const floating* dcols, Py_ssize_t ld, floating* dx,
 
 
 cdef inline void conv_forward_sample(const floating* x, const floating* w,
-                                     floating* out, floating* work, Py_ssize_t C,
-                                     Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
-                                     Py_ssize_t KH, Py_ssize_t KW) noexcept nogil:
+                                     floating* out, floating* work, floating* keep,
+                                     Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                                     Py_ssize_t F, Py_ssize_t KH,
+                                     Py_ssize_t KW) noexcept nogil:
     """conv_forward_kernel for one sample: x (C, H, W) -> out (F, OH, OW).
-    work: conv_sample_workspace(C, H, W, F, KH, KW, False, False)"""
+    work: conv_sample_workspace(C, H, W, F, KH, KW, False, False);  keep:
+    where the patches go (K, PP) for conv_backward_sample to reuse, or NULL."""
     cdef Py_ssize_t K = C * KH * KW
     cdef Py_ssize_t P = (H - KH + 1) * (W - KW + 1)
     cdef Py_ssize_t PP = padded_positions(P)
     cdef Py_ssize_t f
-    cdef floating* cols = work
+    cdef floating* cols = keep if keep != NULL else work
     cdef floating* res = work + padded(K * PP)
     im2col(x, cols, PP, C, H, W, KH, KW)
     if PP != P:
@@ -173,21 +175,24 @@ cdef inline void conv_forward_sample(const floating* x, const floating* w,
 cdef inline void conv_backward_sample(const floating* x, const floating* w,
                                       const floating* dout, floating* acc,
                                       bint accumulate, floating* dx, floating* work,
-                                      Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                                      Py_ssize_t F, Py_ssize_t KH,
-                                      Py_ssize_t KW) noexcept nogil:
+                                      const floating* kept, Py_ssize_t C,
+                                      Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
+                                      Py_ssize_t KH, Py_ssize_t KW) noexcept nogil:
     """conv_backward_kernel for one sample: x (C, H, W), dout (F, OH, OW).
     acc (conv_dw_size(F, K) elements) (+)= this sample's weight gradient
     (+= when accumulate); dx (C, H, W) = its input gradient, unless NULL.
-    work: conv_sample_workspace(C, H, W, F, KH, KW, True, dx != NULL)"""
+    work: conv_sample_workspace(C, H, W, F, KH, KW, True, dx != NULL);
+    kept: x's patches as conv_forward_sample kept them, or NULL (made here)."""
     cdef Py_ssize_t K = C * KH * KW, Fp = padded(F)
     cdef Py_ssize_t P = (H - KH + 1) * (W - KW + 1)
     cdef Py_ssize_t PP = padded_positions(P)
     cdef Py_ssize_t f, p
-    cdef floating* cols = work
+    cdef const floating* cols = kept
     cdef floating* doutT
     cdef floating* dcols
-    im2col(x, cols, PP, C, H, W, KH, KW)
+    if kept == NULL:
+        im2col(x, work, PP, C, H, W, KH, KW)
+        cols = work
     if uses_bcast(K):
         doutT = work + padded(K * PP)
         dcols = doutT + padded(P * Fp)
@@ -252,7 +257,7 @@ cdef inline void conv_forward_kernel(const floating* x, const floating* w,
         n1 = (t + 1) * N // T
         for n in range(n0, n1):
             conv_forward_sample(x + n * C * H * W, w, out + n * F * P, work + t * per,
-                                C, H, W, F, KH, KW)
+                                NULL, C, H, W, F, KH, KW)
 
 
 cdef inline void conv_backward_kernel(const floating* x, const floating* w,
@@ -296,5 +301,5 @@ cdef inline void conv_backward_kernel(const floating* x, const floating* w,
             conv_backward_sample(x + n * C * H * W, w, dout + n * F * P,
                                  accs + t * acc_size, n > n0,
                                  (dx + n * C * H * W) if need_dx else NULL,
-                                 work + t * per, C, H, W, F, KH, KW)
+                                 work + t * per, NULL, C, H, W, F, KH, KW)
     conv_dw_reduce(dw, accs, acc_size, T, F, K)
