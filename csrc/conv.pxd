@@ -17,7 +17,7 @@
 # Which product.  With many taps (K >= BCAST_MIN_TAPS: the book's second
 # layer, 40 filters x 500 taps x 64 positions) the products are small and
 # OpenBLAS spends much of its time packing operands it uses once; there
-# blas.pxd's bcast_gemm (registers tiles, no packing) runs them -- measured
+# blas.pxd's bcast_gemm (register tiles, no packing) runs them -- measured
 # on one SkylakeX-class core, sgemm 98 / 112 / 104 GFLOP/s against
 # bcast_gemm 153 / 147 / 130 for forward / dx / dw.  With few taps (the
 # book's first layer: K = 25 by 576 positions) OpenBLAS is near the core's
@@ -31,8 +31,9 @@
 # sample's product is the same-shaped GEMM, and within one GEMM a BLAS
 # micro-kernel computes all rows of its full tiles alike -- but not the rows
 # of a partial tile at the matrix's edge, which OpenBLAS does with other code
-# that can round differently (bcast_gemm computes every element alike).  Measured with scipy's OpenBLAS on SkylakeX: an
-# edge position 1 ulp off its equal interior twin in 20-25% of odd shapes;
+# that can round differently (bcast_gemm computes every element alike, so
+# only the BLAS path needs what follows).  Measured with scipy's OpenBLAS on
+# SkylakeX: an edge position 1 ulp off its equal interior twin in 20-25% of odd shapes;
 # none once the rows were a multiple of 16 (sgemm) or 8 (dgemm).  So the
 # positions dimension is padded with zero columns to a multiple of TIE_PAD,
 # and only full tiles hold real positions.  16 also covers the 4- and 8-row

@@ -9,7 +9,13 @@
 #
 # The mathematics is the step-by-step path's (Network(..., fused=False)),
 # kernel for kernel and in the same order, using the inline kernels of
-# conv.pxd, pool.pxd, dense.pxd, softmax.pxd and update.pxd:
+# conv.pxd, pool.pxd, dense.pxd, softmax.pxd and update.pxd -- arranged
+# differently in two places: a run of conv layers goes sample by sample
+# through all its layers in one parallel region (conv_run_forward /
+# conv_run_backward below; gb's double sums are then grouped by thread
+# before they are added), and a dense layer's SGD step follows its
+# gradient block by block (dense_backward_update).  Both agree with the
+# step-by-step path to rounding (tests/test_trainer.py):
 #   conv layer:   conv_forward -> pool_forward (max, + b, act)
 #   dense layer:  [dropout_forward] -> dense_forward (x @ w + b, act)
 #   softmax:      [dropout_forward] -> dense_forward (linear) -> softmax_nll

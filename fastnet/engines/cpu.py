@@ -3,7 +3,9 @@ kernel signatures (see reference.py for the contract).
 
 Every kernel checks its arrays (dtype float32/float64, shape, C order,
 writeable outputs) and raises ValueError naming the argument, then runs
-without the GIL on OpenMP threads, with GEMMs in scipy's BLAS.  Arrays live
+without the GIL on OpenMP threads, with its products in scipy's BLAS or, for
+the small matrices of many-tap convolutions and of a few rows through a big
+dense layer, in csrc/bcast_gemm.h (no packing).  Arrays live
 in host memory, so ``empty``, ``to_device``, ``to_host`` and ``synchronize``
 are NumPy's, as in the reference engine.
 
