@@ -4,7 +4,8 @@
 # Copies this checkout (tracked and untracked-but-not-ignored files, no build
 # outputs) into a scratch directory, builds the Cython extensions there with
 # FASTNET_DEBUG_CYTHON=1 (bounds checks on, -O1 -g) and -fsanitize=address,
-# then runs the kernel tests -- the per-family tests and the hypothesis fuzz
+# then runs the kernel tests -- the per-family tests, the compiled training
+# loop (tests/test_trainer.py) and the hypothesis fuzz
 # of tests/test_fuzz_kernels.py -- on small shapes with libasan preloaded.
 # Any invalid read or write, use after free or overflow aborts the run with
 # ASan's report; the script exits non-zero.  The checkout itself is not
@@ -65,7 +66,9 @@ if [ ${#sos[@]} -eq 0 ]; then
     exit 1
 fi
 for so in "${sos[@]}"; do
-    if ! nm -D --undefined-only "$so" | grep -q __asan_; then
+    # grep reads all of nm's output: with -q it would quit at the first
+    # match, nm would die of SIGPIPE and pipefail would call that a failure
+    if ! nm -D --undefined-only "$so" | grep __asan_ >/dev/null; then
         echo "asan.sh: $so is not instrumented (no __asan_ symbols)" >&2
         exit 1
     fi
@@ -73,7 +76,7 @@ done
 echo "   built ${#sos[@]} instrumented modules in $((t1 - t0)) s"
 
 tests=(tests/test_fuzz_kernels.py)
-for f in tests/test_conv.py tests/test_pool.py tests/test_dense.py \
+for f in tests/test_conv.py tests/test_pool.py tests/test_dense.py tests/test_trainer.py \
          tests/test_softmax.py tests/test_update.py; do
     [ -e "$f" ] && tests+=("$f")
 done
