@@ -20,7 +20,9 @@ Environment variables read at build time:
 Every module is compiled with -ffp-contract=off: the compiler must not fuse a
 multiply and an add into one FMA behind our back, so that the elementwise
 kernels round exactly like the NumPy reference, and so that the arithmetic of
-a loop does not depend on which iterations the vectoriser peeled off.
+a loop does not depend on which iterations the vectoriser peeled off.  The
+products of csrc/bcast_gemm.h ask for fp-contract=fast for themselves (FMA):
+each of their sums is one multiply-add chain, the same wherever it is computed.
 
 Without OpenMP the build warns and the kernels run on one thread.
 """
