@@ -16,6 +16,9 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 from common cimport floating
 
 cdef extern from "bcast_gemm.h" nogil:
+    # 1 where the target has fused multiply-adds (bcast_gemm.h): the
+    # kernels then use the products below, else BLAS
+    const int FN_FAST_PRODUCTS
     void bcast_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t kk, const float* A,
                       Py_ssize_t ars, Py_ssize_t acs, const float* B, Py_ssize_t ldb,
                       float* C, Py_ssize_t ldc, int accumulate)

@@ -46,7 +46,7 @@ from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
 from common cimport floating, padded, threads_for
-from blas cimport gemm, bcast_gemm
+from blas cimport gemm, bcast_gemm, FN_FAST_PRODUCTS
 
 cdef enum:
     TIE_PAD = 16
@@ -60,8 +60,9 @@ cdef inline Py_ssize_t padded_positions(Py_ssize_t P) noexcept nogil:
 
 
 cdef inline bint uses_bcast(Py_ssize_t K) noexcept nogil:
-    """Whether a convolution with K taps runs its products in bcast_gemm."""
-    return K >= BCAST_MIN_TAPS
+    """Whether a convolution with K taps runs its products in bcast_gemm
+    (built with fused multiply-adds only: bcast_gemm.h's FN_FAST_PRODUCTS)."""
+    return K >= BCAST_MIN_TAPS and FN_FAST_PRODUCTS
 
 
 cdef inline Py_ssize_t conv_sample_workspace(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,

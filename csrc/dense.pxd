@@ -28,7 +28,7 @@ from cython.parallel cimport prange
 
 from common cimport (floating, activate_rows, scale_by_activation_grad,
                      threads_for, LINEAR)
-from blas cimport gemm_parallel, bcast_gemm, bcast_rowdot
+from blas cimport gemm_parallel, bcast_gemm, bcast_rowdot, FN_FAST_PRODUCTS
 
 cdef enum:
     # mini-batches up to this many rows take the streaming products
@@ -47,8 +47,9 @@ cdef inline bint dense_streams(Py_ssize_t N, Py_ssize_t I, Py_ssize_t O) noexcep
     a few rows, at least one whole vector of outputs, and a w too big for
     the core's cache (from 512 KiB of float32; a w that stays in cache is
     faster through BLAS: 640 x 100 backward measured 31 us by BLAS, 60 us
-    streamed)."""
-    return N <= SMALL_BATCH and O >= 16 and I * O >= STREAM_MIN_WEIGHTS
+    streamed), on a build with fused multiply-adds (FN_FAST_PRODUCTS)."""
+    return (N <= SMALL_BATCH and O >= 16 and I * O >= STREAM_MIN_WEIGHTS
+            and FN_FAST_PRODUCTS)
 
 
 cdef inline int dense_threads(int n_threads, Py_ssize_t N, Py_ssize_t I,
