@@ -28,7 +28,7 @@ from cython.parallel cimport prange
 
 from common cimport (floating, activate_rows, scale_by_activation_grad,
                      threads_for, LINEAR)
-from blas cimport gemm_parallel, bcast_gemm, bcast_rowdot, FN_FAST_PRODUCTS
+from blas cimport gemm, gemm_parallel, bcast_gemm, bcast_rowdot, FN_FAST_PRODUCTS
 
 cdef enum:
     # mini-batches up to this many rows take the streaming products
@@ -63,12 +63,22 @@ cdef inline void dense_backward_rows(const floating* x, const floating* w,
                                      const floating* dz, floating* dw, floating* dx,
                                      Py_ssize_t i0, Py_ssize_t ib, Py_ssize_t N,
                                      Py_ssize_t I, Py_ssize_t O) noexcept nogil:
-    """Rows i0 .. i0+ib-1 of the small-batch backward products:
+    """Rows i0 .. i0+ib-1 of the backward products, on the calling thread:
     dx[:, i0:i0+ib] = dz @ w[i0:i0+ib].T (unless dx is NULL) and
-    dw[i0:i0+ib] = x[:, i0:i0+ib].T @ dz."""
+    dw[i0:i0+ib] = x[:, i0:i0+ib].T @ dz -- streamed (dense_streams) or
+    by BLAS."""
+    if dense_streams(N, I, O):
+        if dx != NULL:
+            bcast_rowdot(N, ib, O, dz, O, w + i0 * O, O, dx + i0, I)
+        bcast_gemm(ib, O, N, x + i0, 1, I, dz, O, dw + i0 * O, O, False)
+        return
     if dx != NULL:
-        bcast_rowdot(N, ib, O, dz, O, w + i0 * O, O, dx + i0, I)
-    bcast_gemm(ib, O, N, x + i0, 1, I, dz, O, dw + i0 * O, O, False)
+        # column-major (ib x N) = w_blk.T (ib x O) @ dz (O x N)
+        gemm(c'T', c'N', <int>ib, <int>N, <int>O, <floating>1, w + i0 * O, <int>O,
+             dz, <int>O, <floating>0, dx + i0, <int>I)
+    # column-major (O x ib) = dz (O x N) @ x_blk.T (N x ib)
+    gemm(c'N', c'T', <int>O, <int>ib, <int>N, <floating>1, dz, <int>O, x + i0, <int>I,
+         <floating>0, dw + i0 * O, <int>O)
 
 
 cdef inline void dense_forward_kernel(const floating* x, const floating* w,

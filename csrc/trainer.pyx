@@ -36,7 +36,7 @@ from cython.parallel cimport prange
 cimport numpy as cnp
 
 from common cimport floating, LINEAR
-from blas cimport gemm, gemm_parallel
+from blas cimport gemm_parallel
 from common cimport scale_by_activation_grad
 from conv cimport (conv_forward_sample, conv_backward_sample, conv_dw_reduce,
                    conv_sample_workspace, conv_dw_size, padded_positions)
@@ -44,7 +44,7 @@ from pool cimport pool_forward_plane, pool_backward_plane
 from common cimport padded
 from dense cimport (dense_forward_kernel, dense_backward_kernel,
                     dropout_forward_kernel, dropout_backward_kernel, dense_threads,
-                    dense_streams, dense_backward_rows)
+                    dense_streams, dense_backward_rows, DENSE_ROW_BLOCK)
 from softmax cimport softmax_nll_kernel
 from update cimport sgd_update_kernel
 
@@ -218,17 +218,18 @@ cdef inline int update_threads(int T, Py_ssize_t n) noexcept nogil:
 
 cdef enum:
     # dense layers with at least this many weights take the blocked backward
-    # pass; ROW_BLOCK rows of w (and of its gradient) stay in L2 together
+    # pass (dense.pxd's DENSE_ROW_BLOCK rows of w and of its gradient stay in
+    # L2 together); a few rows through a big layer always do (dense_streams)
     BLOCKED_MIN = 1 << 18
-    ROW_BLOCK = 64
 
 
 cdef void dense_backward_update(LayerSpec* s, floating* dx, Py_ssize_t N,
                                 floating eta, floating l2, int T) noexcept nogil:
     """dense_backward_kernel and the SGD step of this layer in one pass:
     dz = dout * act'(out);  dx = dz @ w.T (with the old w);
-    w = (1 - eta*l2) * w - eta * (x.T @ dz)  (one GEMM with beta);
-    b -= eta * sum_n dz  (summed in double)."""
+    w -= eta * (x.T @ dz + l2 * w) (fuse_update 1: the step-by-step path's
+    rounding), or w = (1 - eta*l2) * w - eta * (x.T @ dz) in one GEMM with
+    beta (fuse_update 2);  b -= eta * sum_n dz (summed in double)."""
     cdef Py_ssize_t n, o, I = s.NI, O = s.NO, nb, k, i0, ib
     cdef floating* dout = <floating*>s.dout
     cdef floating* gb = <floating*>s.gb
@@ -242,39 +243,16 @@ cdef void dense_backward_update(LayerSpec* s, floating* dx, Py_ssize_t N,
         for n in range(N):
             acc = acc + dout[n * O + o]
         gb[o] = <floating>acc
-    if s.fuse_update == 1 and dense_streams(N, I, O):
-        # a few rows: dense.pxd's streaming products, block of rows of w by
-        # block of rows (dx with the old rows, then their gradient and
-        # update while they are in cache): w crosses from memory once
-        nb = (I + ROW_BLOCK - 1) // ROW_BLOCK
+    if s.fuse_update == 1 and (dense_streams(N, I, O) or I * O >= BLOCKED_MIN):
+        # a big layer: block of rows of w by block of rows -- dx with the
+        # old rows, then their gradient and update while they are in cache
+        # -- so w crosses from memory once in the backward pass
+        nb = (I + DENSE_ROW_BLOCK - 1) // DENSE_ROW_BLOCK
         for k in prange(nb, num_threads=T if T < nb else <int>nb, schedule='static'):
-            i0 = k * ROW_BLOCK
-            ib = I - i0 if I - i0 < ROW_BLOCK else ROW_BLOCK
+            i0 = k * DENSE_ROW_BLOCK
+            ib = I - i0 if I - i0 < DENSE_ROW_BLOCK else DENSE_ROW_BLOCK
             dense_backward_rows(<floating*>s.x_in, <floating*>s.w, dout,
                                 <floating*>s.gw, dx, i0, ib, N, I, O)
-            sgd_serial(<floating*>s.w + i0 * O, <floating*>s.gw + i0 * O, ib * O, eta, l2)
-        for o in range(O):
-            b[o] = b[o] - eta * gb[o]
-        return
-    if s.fuse_update == 1 and I * O >= BLOCKED_MIN:
-        # a big layer: w is read from memory once in the backward pass,
-        # block of rows by block of rows (dx with the old rows, then their
-        # gradient and update while they are in cache)
-        nb = (I + ROW_BLOCK - 1) // ROW_BLOCK
-        for k in prange(nb, num_threads=T if T < nb else <int>nb, schedule='static'):
-            i0 = k * ROW_BLOCK
-            ib = I - i0 if I - i0 < ROW_BLOCK else ROW_BLOCK
-            if dx != NULL:
-                # dx[:, i0:i0+ib] = dz @ w[i0:i0+ib].T
-                #   column-major (ib x N) = w_blk.T (ib x O) @ dz (O x N)
-                gemm(c'T', c'N', <int>ib, <int>N, <int>O, <floating>1,
-                     <floating*>s.w + i0 * O, <int>O, dout, <int>O, <floating>0,
-                     dx + i0, <int>I)
-            # gw[i0:i0+ib] = x[:, i0:i0+ib].T @ dz
-            #   column-major (O x ib) = dz (O x N) @ x_blk.T (N x ib)
-            gemm(c'N', c'T', <int>O, <int>ib, <int>N, <floating>1, dout, <int>O,
-                 <floating*>s.x_in + i0, <int>I, <floating>0,
-                 <floating*>s.gw + i0 * O, <int>O)
             sgd_serial(<floating*>s.w + i0 * O, <floating*>s.gw + i0 * O, ib * O, eta, l2)
         for o in range(O):
             b[o] = b[o] - eta * gb[o]
