@@ -15,7 +15,7 @@ import numpy as np
 from . import activations
 from .activations import LINEAR
 from .config import floatx_dtype
-from .params import Shared
+from .params import Shared, sgd_step
 
 
 def _int_tuple(value, length, what, where):
@@ -73,15 +73,17 @@ class Layer(object):
     def n_out_flat(self):
         return int(np.prod(self.out_shape))
 
-    def bind(self, engine, mini_batch_size, need_dx):
-        """Size the workspaces for ``engine`` at ``mini_batch_size``."""
+    def bind(self, engine, mini_batch_size, need_dx, grads=None):
+        """Size the workspaces for ``engine`` at ``mini_batch_size``;
+        ``grads``: the (gw, gb) engine arrays to use, or None for new ones."""
         self.engine = engine
         self.mbs = mini_batch_size
         self.need_dx = need_dx
         dtype = self.w.dtype
         e = engine
-        self.gw = e.empty(self.w.shape, dtype)
-        self.gb = e.empty(self.b.shape, dtype)
+        if grads is None:
+            grads = (e.empty(self.w.shape, dtype), e.empty(self.b.shape, dtype))
+        self.gw, self.gb = grads
         self.dx = e.empty((mini_batch_size,) + self.in_shape, dtype) if need_dx else None
         self._alloc(e, mini_batch_size, dtype)
         self.attach_params(self.w.value, self.b.value)
@@ -92,8 +94,7 @@ class Layer(object):
 
     def update(self, eta, l2):
         """One SGD step on w (with L2) and b (without)."""
-        self.engine.sgd_update(self.w_e, self.gw, eta, l2)
-        self.engine.sgd_update(self.b_e, self.gb, eta, 0.0)
+        sgd_step(self.engine, self.w_e, self.gw, self.b_e, self.gb, eta, l2)
 
     def describe(self):
         """The constructor call as a dict (for saving and for messages)."""

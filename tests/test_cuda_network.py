@@ -114,16 +114,19 @@ else:
         np.testing.assert_allclose(c_cud, c_ref, rtol=RTOL[floatx])
         assert_same_params(g_cud, g_ref, RTOL[floatx])
 
-    def test_launches_per_training_step():
-        """The book's conv2 net shape (conv-pool x2, FC ReLU, softmax, no
-        dropout): 21 kernel launches per SGD step -- 12 forward/backward + 1
-        NLL + 8 parameter updates.  Measured through the public SGD as the
-        difference between 2 and 1 training mini-batches."""
+    @pytest.mark.parametrize("dropout,expected", [(False, 15), (True, 19)])
+    def test_launches_per_training_step(dropout, expected):
+        """The book's conv2 net shape (conv-pool x2, FC ReLU, softmax): 15
+        kernel launches per SGD step without dropout -- 12 forward/backward +
+        1 NLL + 2 parameter updates (all weights in one flat array, all
+        biases in another) -- and 4 more with dropout on the FC and softmax
+        layers (mask forward, routing backward).  Measured through the public
+        SGD as the difference between 2 and 1 training mini-batches."""
         valid, test = data(MBS, 2), data(MBS, 3)
         counts = []
         for n_batches in (1, 2):
-            net = build(7, dropout=False, device="cuda")
+            net = build(7, dropout=dropout, device="cuda")
             start = E.launch_count()
             net.SGD(data(n_batches * MBS, 1), 1, MBS, 0.1, valid, test)
             counts.append(E.launch_count() - start)
-        assert counts[1] - counts[0] == 21
+        assert counts[1] - counts[0] == expected

@@ -55,3 +55,42 @@ def test_update_bad_arguments(kernel_engine):
         e.sgd_update(ro, np.ones((3, 4), np.float32), 0.1, 0.0)
     with pytest.raises(ValueError, match=r"sum_of_squares: w has dtype int64"):
         e.sum_of_squares(np.ones(3, np.int64))
+
+
+def test_flat_params_update_equals_layer_by_layer():
+    """FlatParams (what a device-resident engine trains with: all weights in
+    one flat array, all biases in another, two sgd_update calls per step)
+    gives the layers views of its arrays, and its update is bitwise the
+    layer-by-layer update, L2 on the weights only."""
+    from fastnet import ConvPoolLayer, FullyConnectedLayer, SoftmaxLayer
+    from fastnet.engines import reference as R
+    from fastnet.params import FlatParams
+
+    np.random.seed(5)
+    layers = [ConvPoolLayer((3, 1, 3, 3), (2, 1, 8, 8)),
+              FullyConnectedLayer(3 * 3 * 3, 7), SoftmaxLayer(7, 4)]
+    for layer in layers:
+        layer.b.set_value(np.random.standard_normal(layer.b.shape))
+    dtype = layers[0].w.dtype
+    flat = FlatParams(R, layers, dtype)
+    rng = np.random.default_rng(6)
+    for layer, (gw, gb) in zip(layers, flat.grad_views()):
+        assert gw.shape == layer.w.shape and gb.shape == layer.b.shape
+        gw[...] = rng.standard_normal(gw.shape)
+        gb[...] = rng.standard_normal(gb.shape)
+        layer.gw, layer.gb = gw, gb
+    flat.upload()
+    assert flat.w.size == sum(l.w.value.size for l in layers)
+    assert flat.b.size == sum(l.b.value.size for l in layers)
+    want = []
+    for layer in layers:
+        assert np.shares_memory(layer.w_e, flat.w) and np.shares_memory(layer.gb, flat.gb)
+        assert np.array_equal(layer.w_e, layer.w.value)
+        w, b = layer.w.get_value(), layer.b.get_value()
+        R.sgd_update(w, layer.gw, 0.1, 0.02)
+        R.sgd_update(b, layer.gb, 0.1, 0.0)
+        want.append((w, b))
+    flat.update(0.1, 0.02)
+    for layer, (w, b) in zip(layers, want):
+        assert np.array_equal(layer.w_e, w) and np.array_equal(layer.b_e, b)
+        assert not np.array_equal(w, layer.w.value)   # the host copy is untouched
