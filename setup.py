@@ -124,6 +124,9 @@ class BuildExt(build_ext):
             uses_openmp = getattr(ext, "uses_openmp", False) and have_openmp
             ext.extra_compile_args = base + native + (openmp if uses_openmp else [])
             ext.extra_link_args = link_openmp if uses_openmp else []
+            if cc.compiler_type != "msvc":
+                # libm: glibc's -lm also brings libmvec (vec_activations.h)
+                ext.libraries = list(ext.libraries or []) + ["m"]
         # cythonize returns new Extension objects; keep setuptools' own (it
         # has annotated them) and give them the generated C sources
         generated = cythonize(

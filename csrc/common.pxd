@@ -11,10 +11,10 @@
 #   sigmoid' = a (1 - a),  tanh' = 1 - a^2,  ReLU' = [a > 0],  linear' = 1.
 # The arithmetic is the reference's operation for operation (setup.py
 # compiles with -ffp-contract=off, so no multiply-add is fused behind our
-# back); only exp and tanh come from the C library instead of NumPy.
+# back); only exp and tanh come from the C library instead of NumPy
+# (vec_activations.h: glibc's vector versions where the build has them).
 
 cimport numpy as cnp
-from libc.math cimport exp, expf, tanh, tanhf
 
 ctypedef fused floating:
     float
@@ -46,31 +46,27 @@ cdef extern from *:
 # ---------------------------------------------------------------------------
 # activations
 # ---------------------------------------------------------------------------
-cdef inline floating activate(floating z, int act) noexcept nogil:
-    """act(z) for one element (the reference's _activate)."""
-    cdef floating e
-    if act == SIGMOID:
-        # 1/(1+exp(-z)) split by sign so exp never overflows
-        if z >= 0:
-            if floating is float:
-                e = expf(-z)
-            else:
-                e = exp(-z)
-            return 1 / (1 + e)
-        if floating is float:
-            e = expf(z)
-        else:
-            e = exp(z)
-        return e / (1 + e)
-    if act == TANH:
-        if floating is float:
-            return tanhf(z)
-        else:
-            return tanh(z)
-    if act == RELU:
-        # np.maximum(z, 0): NaN stays NaN
-        return 0 if z < 0 else z
-    return z
+cdef extern from "vec_activations.h":
+    # z[i] = act(z[i] + (b[i] if b != NULL else bias)), act SIGMOID or TANH
+    void fn_bias_act_f(float* z, const float* b, float bias, Py_ssize_t n,
+                       int act) noexcept nogil
+    void fn_bias_act_d(double* z, const double* b, double bias, Py_ssize_t n,
+                       int act) noexcept nogil
+    const int FN_VEC_ACTIVATIONS
+
+
+cdef inline floating relu(floating z) noexcept nogil:
+    # np.maximum(z, 0): NaN stays NaN
+    return 0 if z < 0 else z
+
+
+cdef inline void bias_act_c(floating* z, const floating* b, floating bias,
+                            Py_ssize_t n, int act) noexcept nogil:
+    """Sigmoid or tanh of z + bias in C (vec_activations.h)."""
+    if floating is float:
+        fn_bias_act_f(z, b, bias, n, act)
+    else:
+        fn_bias_act_d(z, b, bias, n, act)
 
 
 cdef inline floating activation_grad(floating a, int act) noexcept nogil:
@@ -96,10 +92,9 @@ cdef inline void activate_rows(floating* z, const floating* b, Py_ssize_t rows,
                 zr[c] = zr[c] + b[c]
         elif act == RELU:
             for c in range(cols):
-                zr[c] = activate(zr[c] + b[c], RELU)
+                zr[c] = relu(zr[c] + b[c])
         else:
-            for c in range(cols):
-                zr[c] = activate(zr[c] + b[c], act)
+            bias_act_c(zr, b, 0, cols, act)
 
 
 cdef inline void bias_activate(floating* z, Py_ssize_t n, floating bias,
@@ -111,13 +106,9 @@ cdef inline void bias_activate(floating* z, Py_ssize_t n, floating bias,
             z[i] = z[i] + bias
     elif act == RELU:
         for i in range(n):
-            z[i] = activate(z[i] + bias, RELU)
-    elif act == SIGMOID:
-        for i in range(n):
-            z[i] = activate(z[i] + bias, SIGMOID)
+            z[i] = relu(z[i] + bias)
     else:
-        for i in range(n):
-            z[i] = activate(z[i] + bias, TANH)
+        bias_act_c(z, <floating*>NULL, bias, n, act)
 
 
 cdef inline void scale_by_activation_grad(floating* dout, const floating* a,

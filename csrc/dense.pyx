@@ -9,7 +9,8 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from dense cimport (dense_forward_kernel, dense_backward_kernel, dropout_bits_kernel,
                     dropout_forward_kernel, dropout_backward_kernel)
 from common cimport (float_typenum, check_array, check_ndim, check_act, check_blas_size,
-                     default_num_threads, checked_num_threads, data, LINEAR)
+                     default_num_threads, checked_num_threads, data, LINEAR,
+                     FN_VEC_ACTIVATIONS)
 cimport numpy as cnp
 
 cnp.import_array()
@@ -27,6 +28,12 @@ def _set_num_threads(n):
 
 def _get_num_threads():
     return _num_threads
+
+
+def _vector_activations():
+    """Whether sigmoid and tanh run through glibc's vector math library
+    (csrc/vec_activations.h) in this build, rather than element by element."""
+    return FN_VEC_ACTIVATIONS == 1
 
 
 cdef object _dense_outputs(str fn, object x, object w, int t):

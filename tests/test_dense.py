@@ -166,3 +166,52 @@ def test_dropout_bad_arguments(kernel_engine):
         e.dropout_backward(x, mask, out.reshape(5, 4))
     with pytest.raises(ValueError, match=r"dropout_bits: n must be >= 0"):
         e.dropout_bits(1, 2, -3)
+
+
+# pre-activations that probe the activations' edges: signed zeros, tiny and
+# huge magnitudes, exp's float32 / float64 overflow points, infinities
+_EDGE_Z = [0.0, -0.0, 1e-30, -1e-30, 1e-8, -1e-8, 0.5, -0.5, 3.0, -3.0,
+           17.0, -17.0, 36.0, -36.0, 88.5, -88.5, 104.0, -104.0, 710.0, -710.0,
+           746.0, -746.0, 1e30, -1e30, np.inf, -np.inf]
+
+
+@pytest.mark.parametrize("act,name", [(SIGMOID, "sigmoid"), (TANH, "tanh")])
+@pytest.mark.parametrize("O", [1, 7, 8, 15, 16, 17, 33, 51])
+def test_activation_edges_and_tails(kernel_engine, float_dtype, act, name, O):
+    """Sigmoid and tanh of chosen pre-activations (z = 0 * x + b, exact) in
+    every position of rows whose lengths end in every kind of vector tail:
+    within a few ulps of the reference, exactly 0 / 1 / -1 where it is,
+    never NaN for a finite z, NaN for a NaN z; the same value in every
+    position (vector body or tail)."""
+    from fastnet.engines import reference
+    if hasattr(kernel_engine, "vector_activations"):
+        print("vector activations:", kernel_engine.vector_activations())
+    z = np.array(_EDGE_Z + [np.nan], dtype=float_dtype)
+    ulps = 4
+    tiny = np.finfo(float_dtype).tiny
+    seen = {}
+    for shift in range(O):
+        b = np.roll(np.resize(z, O), shift).astype(float_dtype)
+        N = 3
+        x = np.ones((N, 1), float_dtype)
+        w = np.zeros((1, O), float_dtype)
+        got = np.empty((N, O), float_dtype)
+        want = np.empty((N, O), float_dtype)
+        kernel_engine.dense_forward(x, w, b, act, 1.0, got)
+        reference.dense_forward(x, w, b, act, 1.0, want)
+        nan = np.isnan(b)
+        assert np.array_equal(np.isnan(got), np.broadcast_to(nan, got.shape)), \
+            "%s: NaN where z is not NaN (or lost) at O=%d" % (name, O)
+        g, r = got[:, ~nan], want[:, ~nan]
+        exact = np.isin(r, (0.0, 1.0, -1.0))
+        assert np.array_equal(g[exact], r[exact]), "%s: saturated values differ" % name
+        tol = ulps * np.spacing(np.abs(r).astype(float_dtype)) + tiny
+        bad = np.abs(g - r) > tol
+        assert not bad.any(), "%s O=%d: z=%s got %s want %s" % (
+            name, O, b[~nan][bad.any(axis=0)], g[bad], r[bad])
+        for zi, gi in zip(b, got[0]):
+            seen.setdefault(float(zi), set()).add(float(gi))
+    # each z gets one value wherever it sits (vector body or tail) and in
+    # every row
+    assert all(len(v) == 1 for v in seen.values()), seen
+    assert all(np.array_equal(got[0], row, equal_nan=True) for row in got)

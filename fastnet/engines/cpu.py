@@ -68,3 +68,10 @@ def get_num_threads():
 def openmp_enabled():
     """Whether the kernels were built with OpenMP (else they run serially)."""
     return bool(_conv._openmp_enabled())
+
+
+def vector_activations():
+    """Whether sigmoid and tanh run through glibc's vector math library in
+    this build (x86-64 with AVX2 or AVX-512, glibc >= 2.35), rather than the
+    C library's scalar exp and tanh element by element."""
+    return bool(_dense._vector_activations())
