@@ -154,6 +154,9 @@ class FastnetEngine(object):
         if self.device == "cuda":
             dev = self.net.engine.info()
             out.update(gpu=dev.name, gpu_info=repr(dev), simulated=bool(dev.simulated))
+        elif hasattr(self.net.engine, "vector_activations"):
+            # sigmoid / tanh through glibc's vector math library, or scalar
+            out.update(vector_activations=self.net.engine.vector_activations())
         return out
 
 
