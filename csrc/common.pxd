@@ -20,11 +20,14 @@ ctypedef fused floating:
     float
     double
 
-cdef enum:
-    SIGMOID = 0
-    TANH = 1
-    RELU = 2
-    LINEAR = 3
+# the activation codes: vec_activations.h's, checked against
+# fastnet/activations.py when the engine is imported (activation_codes)
+cdef extern from "vec_activations.h":
+    cdef enum:
+        SIGMOID "FN_SIGMOID"
+        TANH "FN_TANH"
+        RELU "FN_RELU"
+        LINEAR "FN_LINEAR"
 
 # element counts below which a loop runs on one thread: an OpenMP region
 # costs about a microsecond to open, which is more than such a loop takes

@@ -8,8 +8,8 @@
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from dense cimport (dense_forward_kernel, dense_backward_kernel, dropout_bits_kernel,
                     dropout_forward_kernel, dropout_backward_kernel)
-from common cimport (float_typenum, check_array, check_ndim, check_act, check_blas_size,
-                     default_num_threads, checked_num_threads, data, LINEAR,
+from common cimport (SIGMOID, TANH, RELU, LINEAR, float_typenum, check_array, check_ndim, check_act, check_blas_size,
+                     default_num_threads, checked_num_threads, data,
                      FN_VEC_ACTIVATIONS)
 cimport numpy as cnp
 
@@ -28,6 +28,11 @@ def _set_num_threads(n):
 
 def _get_num_threads():
     return _num_threads
+
+
+def _activation_codes():
+    """The activation codes this build's kernels switch on, by name."""
+    return {"sigmoid": SIGMOID, "tanh": TANH, "ReLU": RELU, "linear": LINEAR}
 
 
 def _vector_activations():

@@ -1,37 +1,38 @@
-# trainer: the whole SGD step of a network3-style network in compiled code.
+# trainer: a training step of any fastnet network, as a compiled op list.
 #
-# make_plan (fastnet/engines/cpu_trainer.py) reads the layers and builds a
-# Plan: one LayerSpec per layer with raw pointers to the live parameter
-# buffers (updated in place), gradient buffers and activations, and one
-# workspace, all allocated once.  Plan.run trains mini-batches first..stop-1
-# without the GIL: forward, softmax + NLL gradient, backward, SGD + L2, step
-# after step.  No allocation and no Python per step.
+# fastnet/plan.py compiles a network into op lists (kernel names and their
+# arguments in the reference engine's signatures) and fuses them for this
+# engine (Plan.fused_ops).  Program translates that list once into an array
+# of op records -- an opcode, raw pointers to the plan's arrays, sizes --
+# and Program.run interprets it for a run of mini-batches without the GIL:
+# no allocation and no Python per step.  The kernels are the inline ones of
+# conv.pxd, pool.pxd, dense.pxd, softmax.pxd and update.pxd, so the step is
+# the same arithmetic as the ops called one by one.
 #
-# The mathematics is the step-by-step path's (Network(..., fused=False)),
-# kernel for kernel and in the same order, using the inline kernels of
-# conv.pxd, pool.pxd, dense.pxd, softmax.pxd and update.pxd -- arranged
-# differently in two places: a run of conv layers goes sample by sample
-# through all its layers in one parallel region (conv_run_forward /
-# conv_run_backward below; gb's double sums are then grouped by thread
-# before they are added), and a dense layer's SGD step follows its
-# gradient block by block (dense_backward_update).  Both agree with the
-# step-by-step path to rounding (tests/test_trainer.py):
-#   conv layer:   conv_forward -> pool_forward (max, + b, act)
-#   dense layer:  [dropout_forward] -> dense_forward (x @ w + b, act)
-#   softmax:      [dropout_forward] -> dense_forward (linear) -> softmax_nll
-#   backward in reverse: dense_backward [-> dropout_backward];
-#                        pool_backward -> conv_backward
-#   then every layer: w -= eta * (gw + l2 * w);  b -= eta * gb
-# Dropout masks: the splitmix64 counter formula of dense.pxd with counter
-# counter0 + (i - first) for step i, as the step-by-step path draws them.
+# Opcodes (the plan's kernel names):
+#   dropout_forward, dense_forward, softmax_nll (returns the cost),
+#   dense_backward, dropout_backward, sgd_update (an optimizer's per-element
+#   update; more optimizers add their codes to apply_update);
+#   and the two fused ops:
+#   conv_run_forward / conv_run_backward -- a run of conv layers, each
+#     sample carried through all of them by one thread (conv, then pool +
+#     bias + activation; backward in reverse), the threads meeting twice a
+#     step instead of at every kernel; gradient sums per thread, added in
+#     thread order (gb in double);
+#   backward_update -- dense_backward followed at once by the update of that
+#     layer's parameters, block of rows by block of rows for a big layer
+#     (dx with the old rows, then their gradient and update while they are
+#     in cache), so w crosses from memory once in the backward pass.
+# Per-step arguments: an array argument may be the step's input rows
+# (rows_mask), the labels are the step's, the dropout counter is
+# counter0 + (i - first), and each hyper-parameter is an index into the
+# run's hyper array (update records).
 #
-# Arguments are checked by the Python side (cpu_trainer.train_steps) before
-# Plan.run is called; Plan.run itself checks only what it needs to stay
-# memory-safe (dtype, sizes, range of first/stop).
+# Arguments are checked by the Python side (fastnet/engines/cpu.py) before
+# Program.run is called; run itself checks only what memory safety needs.
 
 from libc.stdint cimport int32_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memset
 from cython.parallel cimport prange
 cimport numpy as cnp
 
@@ -46,7 +47,7 @@ from dense cimport (dense_forward_kernel, dense_backward_kernel,
                     dropout_forward_kernel, dropout_backward_kernel, dense_threads,
                     dense_streams, dense_backward_rows, DENSE_ROW_BLOCK)
 from softmax cimport softmax_nll_kernel
-from update cimport sgd_update_kernel
+from update cimport optimizer_update, OPT_SGD, OPT_MOMENTUM, OPT_RMSPROP, OPT_ADAGRAD, OPT_ADAM
 
 cnp.import_array()
 
@@ -57,57 +58,81 @@ cdef enum:
     KEEP_COLS_MAX = 2 << 20
 
 cdef enum:
-    KIND_CONV = 0
-    KIND_DENSE = 1
-    KIND_SOFTMAX = 2
+    OP_DROPOUT_FORWARD = 1
+    OP_DENSE_FORWARD = 2
+    OP_SOFTMAX_NLL = 3
+    OP_DENSE_BACKWARD = 4
+    OP_DROPOUT_BACKWARD = 5
+    OP_UPDATE = 6
+    OP_BACKWARD_UPDATE = 7
+    OP_CONV_RUN_FORWARD = 8
+    OP_CONV_RUN_BACKWARD = 9
 
 
-cdef struct LayerSpec:
-    int kind
+OPCODES = {"dropout_forward": OP_DROPOUT_FORWARD, "dense_forward": OP_DENSE_FORWARD,
+           "softmax_nll": OP_SOFTMAX_NLL, "dense_backward": OP_DENSE_BACKWARD,
+           "dropout_backward": OP_DROPOUT_BACKWARD, "backward_update": OP_BACKWARD_UPDATE,
+           "conv_run_forward": OP_CONV_RUN_FORWARD,
+           "conv_run_backward": OP_CONV_RUN_BACKWARD}
+# the optimizers' kernels (update.pxd): name -> (code, state arrays,
+# hyper-parameters), in the reference signatures
+OPTIMIZERS = {"sgd_update": (OPT_SGD, 0, 2), "momentum_update": (OPT_MOMENTUM, 1, 6),
+              "rmsprop_update": (OPT_RMSPROP, 1, 4), "adagrad_update": (OPT_ADAGRAD, 1, 5),
+              "adam_update": (OPT_ADAM, 2, 7)}
+
+DEF MAX_ARGS = 8
+DEF MAX_STATE = 4
+DEF MAX_HYPER = 8
+
+
+cdef struct Rec:
+    int code
+    int act
+    int rows_mask       # bit k: argument k is the step's input rows
+    void* a[MAX_ARGS]   # array arguments, NULL for None
+    Py_ssize_t nrow, nin, nout  # dense: rows, inputs, outputs; update: nout elements
+    double scale
+    uint64_t seed, threshold
+    int first, last     # conv runs: layers of the program's conv table;
+                        # backward_update: its update records
+    # update records
+    int opt
+    int n_state
+    int n_hyper
+    int hyper[MAX_HYPER]
+
+
+cdef struct ConvLayer:
     int act
     int need_dx
-    int dropout
-    # conv: input (C, H, W), F filters KH x KW, conv output (CH, CW), pool ph x pw
+    # input (C, H, W), F filters KH x KW, conv output (CH, CW), pool ph x pw
     Py_ssize_t C, H, W, F, KH, KW, CH, CW, ph, pw
-    # dense: I inputs, O outputs (conv: I = C*H*W, O = F*PH*PW)
-    Py_ssize_t NI, NO
-    uint64_t seed, threshold
+    Py_ssize_t NI, NO   # per sample: I = C*H*W inputs, O = F*PH*PW outputs
+    void* x             # the input, or NULL: the step's rows
     void* w
     void* b
     void* gw
     void* gb
-    void* conv_out     # conv (N, F, CH, CW)
-    void* dconv        # conv (N, F, CH, CW)
-    void* out          # (N, O): activations; softmax: logits
-    void* dout         # (N, O): gradient w.r.t. out (softmax: dlogits; else the next layer's dx)
-    void* dx           # (N, I): gradient w.r.t. the input, or NULL (layer 0)
-    void* probs        # softmax (N, O)
-    uint8_t* mask      # dropout (N, I)
-    void* x_drop       # dropout (N, I)
-    void* dx_drop      # dropout (N, I), or NULL
-    void* x_in         # set while running: the input the product saw
-    # conv: per-thread partial sums of the gradients (max_threads of each)
+    void* conv_out      # (N, F, CH, CW)
+    void* dconv         # (N, F, CH, CW)
+    void* out           # (N, O)
+    void* dout          # (N, O): gradient w.r.t. out (overwritten)
+    void* dx            # (N, I), or NULL
+    # per-thread partial sums of the gradients (max_threads of each)
     int max_threads
-    Py_ssize_t acc_size  # elements of one thread's weight-gradient partial sum
-    void* accs         # (max_threads, acc_size)
-    double* gbpart     # (max_threads, F)
-    void* cols         # (N, cols_size): each sample's patches from forward to
-    Py_ssize_t cols_size  # backward, or NULL (the backward makes them again)
-    int fuse_update    # dense: 0 separate update pass; 1 update right after the
-                       # gradient GEMM (same rounding); 2 inside it (GEMM beta)
+    Py_ssize_t acc_size # elements of one thread's weight-gradient partial sum
+    void* accs          # (max_threads, acc_size)
+    double* gbpart      # (max_threads, F)
+    void* cols          # (N, cols_size): each sample's patches from forward
+    Py_ssize_t cols_size  # to backward, or NULL (the backward redoes them)
 
 
 # ---------------------------------------------------------------------------
 # runs of conv layers, sample by sample
 # ---------------------------------------------------------------------------
-# A run of consecutive conv layers (the book's nets open with one) is one
-# parallel region forward and one backward: each thread takes its block of
-# samples and carries every sample through all the run's layers (conv,
-# then pool + bias + activation), so a sample's activations stay in the
-# core's cache and the threads meet twice a step instead of at every
-# kernel.  The arithmetic is conv.pxd's and pool.pxd's per-sample kernels;
-# gradient sums are per thread, then added in thread order (conv_dw_reduce;
-# gb in double), so the result depends only on the thread count.
+# The arithmetic is conv.pxd's and pool.pxd's per-sample kernels; gradient
+# sums are per thread, then added in thread order (conv_dw_reduce; gb in
+# double), so the result depends only on the thread count.
 
 cdef inline int run_threads(int T, Py_ssize_t N, int max_threads) noexcept nogil:
     if T > N:
@@ -117,14 +142,14 @@ cdef inline int run_threads(int T, Py_ssize_t N, int max_threads) noexcept nogil
     return T if T >= 1 else 1
 
 
-cdef void conv_run_forward(LayerSpec* L, int first, int last, const floating* xb,
+cdef void conv_run_forward(ConvLayer* L, int first, int last, const floating* xb,
                            Py_ssize_t N, floating* work, Py_ssize_t per,
                            int T) noexcept nogil:
     """Layers first..last-1 (all conv) on the mini-batch xb (N, L[first].NI)."""
     cdef Py_ssize_t n, n0, n1, f, PHW
     cdef const floating* xin
     cdef floating* conv_n
-    cdef LayerSpec* s
+    cdef ConvLayer* s
     cdef int t, i
     T = run_threads(T, N, L[first].max_threads)
     for t in prange(T, num_threads=T, schedule='static'):
@@ -147,7 +172,7 @@ cdef void conv_run_forward(LayerSpec* L, int first, int last, const floating* xb
                 xin = <floating*>s.out + n * s.NO
 
 
-cdef void conv_run_backward(LayerSpec* L, int first, int last, const floating* xb,
+cdef void conv_run_backward(ConvLayer* L, int first, int last, const floating* xb,
                             Py_ssize_t N, floating* work, Py_ssize_t per,
                             int T) noexcept nogil:
     """Gradients of conv_run_forward: gw, gb of every layer of the run, and
@@ -157,7 +182,7 @@ cdef void conv_run_backward(LayerSpec* L, int first, int last, const floating* x
     cdef floating* conv_n
     cdef floating* dconv_n
     cdef double* gbp
-    cdef LayerSpec* s
+    cdef ConvLayer* s
     cdef int t, i, u
     cdef double sb
     T = run_threads(T, N, L[first].max_threads)
@@ -200,13 +225,6 @@ cdef void conv_run_backward(LayerSpec* L, int first, int last, const floating* x
             (<floating*>s.gb)[f] = <floating>sb
 
 
-cdef inline int conv_run_end(LayerSpec* L, int nl, int first) noexcept nogil:
-    """One past the last conv layer of the run that starts at first."""
-    cdef int j = first
-    while j < nl and L[j].kind == KIND_CONV:
-        j += 1
-    return j
-
 
 # Every parallel region is a fork and a join; on 2 cores a join waits for a
 # whole time slice when another process holds the other core.  Small
@@ -223,160 +241,128 @@ cdef enum:
     BLOCKED_MIN = 1 << 18
 
 
-cdef void dense_backward_update(LayerSpec* s, floating* dx, Py_ssize_t N,
-                                floating eta, floating l2, int T) noexcept nogil:
-    """dense_backward_kernel and the SGD step of this layer in one pass:
-    dz = dout * act'(out);  dx = dz @ w.T (with the old w);
-    w -= eta * (x.T @ dz + l2 * w) (fuse_update 1: the step-by-step path's
-    rounding), or w = (1 - eta*l2) * w - eta * (x.T @ dz) in one GEMM with
-    beta (fuse_update 2);  b -= eta * sum_n dz (summed in double)."""
-    cdef Py_ssize_t n, o, I = s.NI, O = s.NO, nb, k, i0, ib
-    cdef floating* dout = <floating*>s.dout
-    cdef floating* gb = <floating*>s.gb
-    cdef floating* b = <floating*>s.b
+cdef inline void* arg(Rec* r, int k, void* rows) noexcept nogil:
+    return rows if (r.rows_mask >> k) & 1 else r.a[k]
+
+
+cdef void apply_update(Rec* u, floating* param, Py_ssize_t off, Py_ssize_t n,
+                       const double* hyper, int T) noexcept nogil:
+    """An optimizer's per-element update of elements off..off+n-1 of the
+    record's parameter (``param``, its a[0]), gradient and state arrays."""
+    cdef double h[MAX_HYPER]
+    cdef int k
+    for k in range(u.n_hyper):
+        h[k] = hyper[u.hyper[k]]
+    optimizer_update(u.opt, param + off, <floating*>u.a[1] + off,
+                     <floating*>u.a[2] + off if u.n_state > 0 else NULL,
+                     <floating*>u.a[3] + off if u.n_state > 1 else NULL, n, h, T)
+
+
+cdef void backward_update(Rec* r, floating* w, Rec* upd, void* rows,
+                          const double* hyper, int T) noexcept nogil:
+    """dense_backward (r) and the update of its parameters (upd[r.first],
+    the weights, and upd[r.first + 1], the biases) in one pass:
+    dz = dout * act'(out);  dx = dz @ w.T (with the old w);  gw = x.T @ dz,
+    gb = sum_n dz (in double); then the update, while w and gw are in cache."""
+    cdef Py_ssize_t n, o, I = r.nin, O = r.nout, N = r.nrow, nb, k, i0, ib
+    cdef floating* x = <floating*>arg(r, 0, rows)
+    cdef floating* out = <floating*>r.a[2]
+    cdef floating* dout = <floating*>r.a[3]
+    cdef floating* gw = <floating*>r.a[4]
+    cdef floating* gb = <floating*>r.a[5]
+    cdef floating* dx = <floating*>r.a[6]
+    cdef Rec* uw = &upd[r.first]
+    cdef Rec* ub = &upd[r.first + 1]
     cdef double acc
-    cdef int act = LINEAR if s.kind == KIND_SOFTMAX else s.act
-    if act != LINEAR:
-        scale_by_activation_grad(dout, <floating*>s.out, N * O, act)
+    if r.act != LINEAR:
+        scale_by_activation_grad(dout, out, N * O, r.act)
     for o in range(O):
         acc = 0
         for n in range(N):
             acc = acc + dout[n * O + o]
         gb[o] = <floating>acc
-    if s.fuse_update == 1 and (dense_streams(N, I, O) or I * O >= BLOCKED_MIN):
+    if dense_streams(N, I, O) or I * O >= BLOCKED_MIN:
         # a big layer: block of rows of w by block of rows -- dx with the
         # old rows, then their gradient and update while they are in cache
-        # -- so w crosses from memory once in the backward pass
         nb = (I + DENSE_ROW_BLOCK - 1) // DENSE_ROW_BLOCK
         for k in prange(nb, num_threads=T if T < nb else <int>nb, schedule='static'):
             i0 = k * DENSE_ROW_BLOCK
             ib = I - i0 if I - i0 < DENSE_ROW_BLOCK else DENSE_ROW_BLOCK
-            dense_backward_rows(<floating*>s.x_in, <floating*>s.w, dout,
-                                <floating*>s.gw, dx, i0, ib, N, I, O)
-            sgd_serial(<floating*>s.w + i0 * O, <floating*>s.gw + i0 * O, ib * O, eta, l2)
-        for o in range(O):
-            b[o] = b[o] - eta * gb[o]
+            dense_backward_rows(x, w, dout, gw, dx, i0, ib, N, I, O)
+            apply_update(uw, w, i0 * O, ib * O, hyper, 1)
+        apply_update(ub, <floating*>ub.a[0], 0, O, hyper, 1)
         return
     if dx != NULL:
         # dx = dz @ w.T:  column-major (I x N) = w.T (I x O) @ dz (O x N)
         gemm_parallel(c'T', c'N', <int>I, <int>N, <int>O, <floating>1,
-                      <floating*>s.w, <int>O, dout, <int>O, <floating>0, dx, <int>I, T)
-    if s.fuse_update == 2:
-        # w = (1 - eta*l2) w - eta x.T @ dz in the GEMM (beta = 1 - eta*l2):
-        #   column-major (O x I) = dz (O x N) @ x.T (N x I)
-        gemm_parallel(c'N', c'T', <int>O, <int>I, <int>N, -eta, dout, <int>O,
-                      <floating*>s.x_in, <int>I, <floating>1 - eta * l2,
-                      <floating*>s.w, <int>O, T)
-    else:
-        # gw = x.T @ dz, then at once (gw and w still in cache) the update
-        # with the step-by-step path's rounding: w -= eta * (gw + l2 * w)
-        gemm_parallel(c'N', c'T', <int>O, <int>I, <int>N, <floating>1, dout, <int>O,
-                      <floating*>s.x_in, <int>I, <floating>0, <floating*>s.gw, <int>O, T)
-        if T > 1:
-            # a product big enough for threads: so is its update
-            sgd_update_kernel(<floating*>s.w, <floating*>s.gw, I * O, eta, l2, T)
-        else:
-            sgd_serial(<floating*>s.w, <floating*>s.gw, I * O, eta, l2)
-    for o in range(O):
-        b[o] = b[o] - eta * gb[o]
+                      w, <int>O, dout, <int>O, <floating>0, dx, <int>I, T)
+    # gw = x.T @ dz:  column-major (O x I) = dz (O x N) @ x.T (N x I)
+    gemm_parallel(c'N', c'T', <int>O, <int>I, <int>N, <floating>1, dout, <int>O,
+                  x, <int>I, <floating>0, gw, <int>O, T)
+    # a product big enough for threads: so is its update
+    apply_update(uw, w, 0, I * O, hyper, T if T > 1 else 1)
+    apply_update(ub, <floating*>ub.a[0], 0, O, hyper, 1)
 
 
-cdef inline void sgd_serial(floating* w, const floating* g, Py_ssize_t n,
-                            floating eta, floating l2) noexcept nogil:
-    """update.pxd's sgd_update_kernel on the calling thread (same arithmetic)."""
+cdef void run_step(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floating* xb,
+                   const int32_t* yb, uint64_t counter, const double* hyper,
+                   floating* work, Py_ssize_t per, int T, double* cost) noexcept nogil:
+    """One training step: the program's records in order, on the mini-batch
+    xb (N, n_in) with labels yb (N,)."""
+    cdef int k
+    cdef Rec* r
+    cdef void* rows = <void*>xb
+    cdef const floating* xin
+    for k in range(n_ops):
+        r = &ops[k]
+        if r.code == OP_CONV_RUN_FORWARD:
+            xin = <floating*>(rows if conv[r.first].x == NULL else conv[r.first].x)
+            conv_run_forward(conv, r.first, r.last, xin, r.nrow, work, per, T)
+        elif r.code == OP_CONV_RUN_BACKWARD:
+            xin = <floating*>(rows if conv[r.first].x == NULL else conv[r.first].x)
+            conv_run_backward(conv, r.first, r.last, xin, r.nrow, work, per, T)
+        elif r.code == OP_DROPOUT_FORWARD:
+            dropout_forward_kernel(<floating*>arg(r, 0, rows), r.threshold, r.seed,
+                                   counter, <uint8_t*>r.a[1], <floating*>r.a[2],
+                                   r.nrow * r.nin, T)
+        elif r.code == OP_DENSE_FORWARD:
+            dense_forward_kernel(<floating*>arg(r, 0, rows), <floating*>r.a[1],
+                                 <floating*>r.a[2], r.act, <floating>r.scale,
+                                 <floating*>r.a[3], r.nrow, r.nin, r.nout,
+                                 dense_threads(T, r.nrow, r.nin, r.nout))
+        elif r.code == OP_SOFTMAX_NLL:
+            cost[0] = softmax_nll_kernel(<floating*>r.a[0], yb, <floating*>r.a[1],
+                                         <floating*>r.a[2], r.nrow, r.nout, T)
+        elif r.code == OP_DENSE_BACKWARD:
+            dense_backward_kernel(<floating*>arg(r, 0, rows), <floating*>r.a[1],
+                                  <floating*>r.a[2], <floating*>r.a[3], r.act,
+                                  <floating*>r.a[4], <floating*>r.a[5],
+                                  <floating*>r.a[6], r.nrow, r.nin, r.nout,
+                                  dense_threads(T, r.nrow, r.nin, r.nout))
+        elif r.code == OP_BACKWARD_UPDATE:
+            backward_update(r, <floating*>r.a[1], upd, rows, hyper,
+                            dense_threads(T, r.nrow, r.nin, r.nout))
+        elif r.code == OP_DROPOUT_BACKWARD:
+            dropout_backward_kernel(<floating*>r.a[0], <uint8_t*>r.a[1],
+                                    <floating*>r.a[2], r.nrow * r.nin, T)
+        elif r.code == OP_UPDATE:
+            apply_update(&upd[r.first], <floating*>upd[r.first].a[0], 0, upd[r.first].nout,
+                         hyper, update_threads(T, upd[r.first].nout))
+
+
+cdef void run_steps(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floating* x,
+                    const int32_t* y, Py_ssize_t N, Py_ssize_t n_in, Py_ssize_t first,
+                    Py_ssize_t stop, uint64_t counter0, double* hyper, int step_slot,
+                    floating* work, Py_ssize_t per, int T, double* cost) noexcept nogil:
+    """Steps first..stop-1; hyper[step_slot] (if >= 0) is the optimizer's
+    step number t of step ``first``, counted up step by step."""
     cdef Py_ssize_t i
-    if l2 != 0:
-        for i in range(n):
-            w[i] = w[i] - eta * (g[i] + l2 * w[i])
-    else:
-        for i in range(n):
-            w[i] = w[i] - eta * g[i]
-
-
-cdef void forward_backward_update(LayerSpec* L, int nl, const floating* xb,
-                                  const int32_t* yb, Py_ssize_t N, floating eta,
-                                  floating l2, uint64_t counter, floating* work,
-                                  Py_ssize_t per, int T, double* cost) noexcept nogil:
-    """One training step on one mini-batch (xb (N, n_in), yb (N,)); work:
-    per elements of conv scratch for each of T threads."""
-    cdef int i, j, k
-    cdef LayerSpec* s
-    cdef const floating* xin = xb
-    cdef floating* dx
-    # ---- forward ----
-    i = 0
-    while i < nl:
-        s = &L[i]
-        if s.kind == KIND_CONV:
-            j = conv_run_end(L, nl, i)
-            for k in range(i, j):
-                L[k].x_in = <void*>(xin if k == i else <floating*>L[k - 1].out)
-            conv_run_forward(L, i, j, xin, N, work, per, T)
-            xin = <floating*>L[j - 1].out
-            i = j
-            continue
-        else:
-            if s.dropout:
-                dropout_forward_kernel(xin, s.threshold, s.seed, counter, s.mask,
-                                       <floating*>s.x_drop, N * s.NI, T)
-                xin = <floating*>s.x_drop
-            s.x_in = <void*>xin
-            dense_forward_kernel(xin, <floating*>s.w, <floating*>s.b,
-                                 LINEAR if s.kind == KIND_SOFTMAX else s.act,
-                                 <floating>1, <floating*>s.out, N, s.NI, s.NO,
-                                 dense_threads(T, N, s.NI, s.NO))
-        xin = <floating*>s.out
-        i += 1
-    s = &L[nl - 1]
-    cost[0] = softmax_nll_kernel(<floating*>s.out, yb, <floating*>s.probs,
-                                 <floating*>s.dout, N, s.NO, T)
-    # ---- backward ----
-    i = nl - 1
-    while i >= 0:
-        s = &L[i]
-        if s.kind == KIND_CONV:
-            j = i
-            while j > 0 and L[j - 1].kind == KIND_CONV:
-                j -= 1
-            conv_run_backward(L, j, i + 1, <floating*>L[j].x_in, N, work, per, T)
-            i = j - 1
-            continue
-        else:
-            dx = <floating*>s.dx
-            if s.need_dx and s.dropout:
-                dx = <floating*>s.dx_drop
-            if s.fuse_update:
-                dense_backward_update(s, dx, N, eta, l2, dense_threads(T, N, s.NI, s.NO))
-            else:
-                dense_backward_kernel(<floating*>s.x_in, <floating*>s.w,
-                                      <floating*>s.out, <floating*>s.dout,
-                                      LINEAR if s.kind == KIND_SOFTMAX else s.act,
-                                      <floating*>s.gw, <floating*>s.gb, dx, N, s.NI, s.NO,
-                                      dense_threads(T, N, s.NI, s.NO))
-            if s.need_dx and s.dropout:
-                dropout_backward_kernel(dx, s.mask, <floating*>s.dx, N * s.NI, T)
-        i -= 1
-    # ---- update ----
-    for i in range(nl):
-        s = &L[i]
-        if s.kind == KIND_CONV:
-            sgd_update_kernel(<floating*>s.w, <floating*>s.gw, s.F * s.C * s.KH * s.KW,
-                              eta, l2, update_threads(T, s.F * s.C * s.KH * s.KW))
-            sgd_update_kernel(<floating*>s.b, <floating*>s.gb, s.F, eta, <floating>0, 1)
-        elif not s.fuse_update:
-            sgd_update_kernel(<floating*>s.w, <floating*>s.gw, s.NI * s.NO, eta, l2,
-                              update_threads(T, s.NI * s.NO))
-            sgd_update_kernel(<floating*>s.b, <floating*>s.gb, s.NO, eta, <floating>0, 1)
-
-
-cdef void run_steps(LayerSpec* L, int nl, const floating* x, const int32_t* y,
-                    Py_ssize_t N, Py_ssize_t n_in, Py_ssize_t first, Py_ssize_t stop,
-                    floating eta, floating l2, uint64_t counter0, floating* work,
-                    Py_ssize_t per, int T, double* cost) noexcept nogil:
-    cdef Py_ssize_t i
+    cdef double t0 = hyper[step_slot] if step_slot >= 0 else 0
     for i in range(first, stop):
-        forward_backward_update(L, nl, x + i * N * n_in, y + i * N, N, eta, l2,
-                                counter0 + <uint64_t>(i - first), work, per, T, cost)
+        if step_slot >= 0:
+            hyper[step_slot] = t0 + <double>(i - first)
+        run_step(ops, n_ops, conv, upd, x + i * N * n_in, y + i * N,
+                 counter0 + <uint64_t>(i - first), hyper, work, per, T, cost)
 
 
 cdef inline void* ptr(object a):
@@ -385,147 +371,310 @@ cdef inline void* ptr(object a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef class Plan:
-    """The compiled side of a training plan: layer specs and buffers.
+class _Rows(object):
+    """Stands for the step's input rows while a program is built."""
 
-    Built by fastnet.engines.cpu_trainer.make_plan; use train_steps to run.
-    """
-    cdef LayerSpec* specs
-    cdef int nl
+
+cdef class Program:
+    """A plan's fused op list as op records, with the buffers the fusions
+    need (per-thread sums, kept patches).  Built by fastnet.engines.cpu
+    (compile_program); ``run`` trains a run of mini-batches."""
+    cdef Rec* ops
+    cdef int n_ops
+    cdef Rec* upd
+    cdef int n_upd
+    cdef ConvLayer* conv
+    cdef int n_conv
     cdef readonly Py_ssize_t mbs, n_in, n_classes
     cdef readonly int typenum, n_threads
     cdef readonly object dtype
     cdef readonly list arrays          # keeps every buffer alive
+    cdef readonly list hyper_names     # the run's hyper array, by index
     cdef readonly object workspace
     cdef readonly Py_ssize_t conv_per   # conv scratch elements per thread
     cdef readonly double last_cost
+    cdef readonly list opcodes         # the records' kernel names, in order
 
     def __cinit__(self):
-        self.specs = NULL
-        self.nl = 0
+        self.ops = NULL
+        self.upd = NULL
+        self.conv = NULL
 
     def __dealloc__(self):
-        if self.specs != NULL:
-            free(self.specs)
-            self.specs = NULL
+        free(self.ops)
+        free(self.upd)
+        free(self.conv)
 
-    cdef readonly int fuse_update
-
-    def __init__(self, list layers, Py_ssize_t mbs, dtype, int n_threads,
-                 int fuse_update=1):
-        """layers: one dict per layer (see cpu_trainer.make_plan)."""
+    def __init__(self, list ops, Py_ssize_t mbs, Py_ssize_t n_in, Py_ssize_t n_classes,
+                 dtype, int n_threads, object is_token, object keep_threshold):
+        """ops: the fused op list (fastnet.plan.Op); is_token(a, name) tells
+        a per-step token; keep_threshold(p) the dropout threshold."""
         import numpy as np
-        cdef int i
-        cdef LayerSpec* s
-        cdef Py_ssize_t ws = 0, need
-        if not layers:
-            raise ValueError("Plan: no layers")
         self.dtype = np.dtype(dtype)
         if self.dtype == np.float32:
             self.typenum = cnp.NPY_FLOAT32
         elif self.dtype == np.float64:
             self.typenum = cnp.NPY_FLOAT64
         else:
-            raise ValueError("Plan: dtype must be float32 or float64, got %s" % self.dtype)
-        self.mbs = mbs
-        self.fuse_update = fuse_update
+            raise ValueError("Program: dtype must be float32 or float64, got %s" % self.dtype)
+        self.mbs, self.n_in, self.n_classes = mbs, n_in, n_classes
         self.n_threads = n_threads if n_threads >= 1 else 1
         self.arrays = []
-        self.nl = len(layers)
-        self.specs = <LayerSpec*>calloc(self.nl, sizeof(LayerSpec))
-        if self.specs == NULL:
+        self.hyper_names = []
+        self.opcodes = []
+        self.last_cost = float("nan")
+        self._is_token = is_token
+        self._keep_threshold = keep_threshold
+        n_updates = 0
+        n_convs = 0
+        for op in ops:
+            if op.kernel in OPTIMIZERS:
+                n_updates += 1
+            elif op.kernel == "backward_update":
+                n_updates += len(op.args) - 1
+            elif op.kernel == "conv_run_forward":
+                n_convs += len(op.args)
+        self.ops = <Rec*>calloc(max(len(ops), 1), sizeof(Rec))
+        self.upd = <Rec*>calloc(max(n_updates, 1), sizeof(Rec))
+        self.conv = <ConvLayer*>calloc(max(n_convs, 1), sizeof(ConvLayer))
+        if self.ops == NULL or self.upd == NULL or self.conv == NULL:
             raise MemoryError()
-        for i in range(self.nl):
-            d = layers[i]
-            s = &self.specs[i]
-            s.kind = {"conv": KIND_CONV, "dense": KIND_DENSE, "softmax": KIND_SOFTMAX}[d["kind"]]
-            s.act = d["act"]
-            s.need_dx = 1 if d["dx"] is not None else 0
-            s.fuse_update = fuse_update
-            s.dropout = 1 if d.get("mask") is not None else 0
-            s.NI = d["I"]
-            s.NO = d["O"]
-            if s.kind == KIND_CONV:
-                s.C, s.H, s.W = d["C"], d["H"], d["W"]
-                s.F, s.KH, s.KW = d["F"], d["KH"], d["KW"]
-                s.CH, s.CW = d["CH"], d["CW"]
-                s.ph, s.pw = d["ph"], d["pw"]
-                need = max(conv_sample_workspace(s.C, s.H, s.W, s.F, s.KH, s.KW,
-                                                 False, False),
-                           conv_sample_workspace(s.C, s.H, s.W, s.F, s.KH, s.KW,
-                                                 True, s.need_dx))
-                ws = max(ws, need)
-                s.max_threads = self.n_threads
-                s.acc_size = padded(conv_dw_size(s.F, s.C * s.KH * s.KW))
-                accs = np.zeros(self.n_threads * s.acc_size, self.dtype)
-                gbpart = np.zeros(self.n_threads * s.F, np.float64)
-                self.arrays += [accs, gbpart]
-                s.accs = ptr(accs)
-                s.gbpart = <double*>ptr(gbpart)
-                # the patches of every sample, kept from forward to backward
-                # while they fit KEEP_COLS_MAX bytes per layer
-                s.cols_size = padded(s.C * s.KH * s.KW * padded_positions(s.CH * s.CW))
-                if mbs * s.cols_size * self.dtype.itemsize <= KEEP_COLS_MAX:
-                    cols = np.zeros(mbs * s.cols_size, self.dtype)
-                    self.arrays.append(cols)
-                    s.cols = ptr(cols)
-            if s.dropout:
-                s.seed = <uint64_t>d["seed"]
-                s.threshold = <uint64_t>d["threshold"]
-            for name in ("w", "b", "gw", "gb", "conv_out", "dconv", "out", "dout",
-                         "dx", "probs", "x_drop", "dx_drop", "mask"):
-                a = d.get(name)
-                if a is not None:
-                    if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
-                        raise ValueError("Plan: layer %d: %s must be a C-contiguous "
-                                         "ndarray" % (i, name))
-                    if name != "mask" and a.dtype != self.dtype:
-                        raise ValueError("Plan: layer %d: %s has dtype %s, expected %s"
-                                         % (i, name, a.dtype, self.dtype))
-                    self.arrays.append(a)
-            s.w = ptr(d["w"]); s.b = ptr(d["b"]); s.gw = ptr(d["gw"]); s.gb = ptr(d["gb"])
-            s.conv_out = ptr(d.get("conv_out")); s.dconv = ptr(d.get("dconv"))
-            s.out = ptr(d["out"]); s.dout = ptr(d["dout"]); s.dx = ptr(d["dx"])
-            s.probs = ptr(d.get("probs"))
-            s.mask = <uint8_t*>ptr(d.get("mask"))
-            s.x_drop = ptr(d.get("x_drop")); s.dx_drop = ptr(d.get("dx_drop"))
-        self.n_in = self.specs[0].NI
-        self.n_classes = self.specs[self.nl - 1].NO
-        if self.specs[self.nl - 1].kind != KIND_SOFTMAX or self.specs[self.nl - 1].probs == NULL:
-            raise ValueError("Plan: the last layer must be a softmax layer")
+        self.n_ops = self.n_upd = self.n_conv = 0
+        self._conv_by_w = {}
+        cdef Py_ssize_t ws = 0
+        for op in ops:
+            ws = max(ws, self._add(op))
         self.conv_per = ws
         self.workspace = np.zeros(max(ws * self.n_threads, 1), dtype=self.dtype)
-        self.last_cost = float("nan")
+
+    cdef object _is_token
+    cdef object _keep_threshold
+    cdef dict _conv_by_w
+
+    cdef void* _array(self, Rec* r, int k, object a, object want=None) except? NULL:
+        import numpy as np
+        if a is None:
+            r.a[k] = NULL
+            return NULL
+        if self._is_token(a, "rows"):
+            r.rows_mask |= 1 << k
+            r.a[k] = NULL
+            return NULL
+        if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
+            raise ValueError("Program: argument %d of a %s op must be a C-contiguous "
+                             "ndarray" % (k, self.opcodes[len(self.opcodes) - 1] if self.opcodes else "?"))
+        if a.dtype != (self.dtype if want is None else want):
+            raise ValueError("Program: argument %d has dtype %s, expected %s"
+                             % (k, a.dtype, self.dtype if want is None else want))
+        self.arrays.append(a)
+        r.a[k] = ptr(a)
+        return r.a[k]
+
+    cdef int _hyper(self, object token) except -1:
+        if not self._is_token(token, "hyper"):
+            raise ValueError("Program: an update's hyper-parameter must be a Hyper token")
+        if token.name not in self.hyper_names:
+            self.hyper_names.append(token.name)
+        if len(self.hyper_names) > MAX_HYPER:
+            raise ValueError("Program: more than %d hyper-parameters" % MAX_HYPER)
+        return self.hyper_names.index(token.name)
+
+    cdef int _update(self, object op) except -1:
+        """An optimizer op as an update record; returns its index."""
+        cdef Rec* u = &self.upd[self.n_upd]
+        code, n_state, n_hyper = OPTIMIZERS[op.kernel]
+        if len(op.args) != 2 + n_state + n_hyper:
+            raise ValueError("Program: %s takes %d arguments, got %d"
+                             % (op.kernel, 2 + n_state + n_hyper, len(op.args)))
+        u.opt = code
+        u.n_state = n_state
+        for k in range(2 + n_state):
+            self._array(u, k, op.args[k])
+        u.nout = op.args[0].size
+        u.n_hyper = n_hyper
+        for k in range(n_hyper):
+            u.hyper[k] = self._hyper(op.args[2 + n_state + k])
+        self.n_upd += 1
+        return self.n_upd - 1
+
+    cdef void _dense(self, Rec* r, object x, object w):
+        r.nrow = x.shape[0]
+        r.nin, r.nout = w.shape[0], w.shape[1]
+
+    cdef Py_ssize_t _add(self, object op) except -1:
+        """Translate one op; returns the conv scratch it needs per thread."""
+        import numpy as np
+        cdef Rec* r
+        cdef ConvLayer* s
+        cdef Py_ssize_t ws = 0, need
+        name = op.kernel
+        if name in OPTIMIZERS:
+            r = &self.ops[self.n_ops]
+            r.code = OP_UPDATE
+            r.first = self._update(op)
+            self.n_ops += 1
+            self.opcodes.append(name)
+            return 0
+        if name not in OPCODES:
+            raise ValueError("Program: no compiled kernel for op %r" % (name,))
+        r = &self.ops[self.n_ops]
+        r.code = OPCODES[name]
+        self.opcodes.append(name)
+        a = op.args
+        if name == "dropout_forward":       # (x, p, seed, counter, mask, out)
+            self._array(r, 0, a[0]); self._array(r, 1, a[4], np.uint8)
+            self._array(r, 2, a[5])
+            r.nrow, r.nin = a[5].shape[0], a[5].size // a[5].shape[0]
+            r.seed = <uint64_t>(int(a[2]) % (1 << 64))
+            r.threshold = <uint64_t>int(self._keep_threshold(a[1]))
+        elif name == "dense_forward":       # (x, w, b, act, scale, out)
+            self._array(r, 0, a[0]); self._array(r, 1, a[1]); self._array(r, 2, a[2])
+            self._array(r, 3, a[5])
+            r.act, r.scale = a[3], a[4]
+            self._dense(r, a[5], a[1])
+        elif name == "softmax_nll":         # (logits, labels, probs, dlogits)
+            self._array(r, 0, a[0]); self._array(r, 1, a[2]); self._array(r, 2, a[3])
+            r.nrow, r.nout = a[0].shape[0], a[0].shape[1]
+        elif name == "dense_backward":      # (x, w, out, dout, act, dw, db, dx)
+            self._dense_backward(r, a)
+        elif name == "dropout_backward":    # (dout, mask, dx)
+            self._array(r, 0, a[0]); self._array(r, 1, a[1], np.uint8)
+            self._array(r, 2, a[2])
+            r.nrow, r.nin = a[0].shape[0], a[0].size // a[0].shape[0]
+        elif name == "backward_update":     # (dense_backward op, update w, update b)
+            if len(a) != 3 or a[0].kernel != "dense_backward":
+                raise ValueError("Program: backward_update takes a dense_backward op "
+                                 "and the two updates of its parameters")
+            self._dense_backward(r, a[0].args)
+            r.first = self._update(a[1])
+            self._update(a[2])
+        elif name == "conv_run_forward":
+            r.first = self.n_conv
+            for layer_ops in a:
+                ws = max(ws, self._conv_forward(layer_ops))
+            r.last = self.n_conv
+            r.nrow = self.mbs
+        elif name == "conv_run_backward":
+            r.first, r.last = self._conv_backward(a)
+            r.nrow = self.mbs
+        self.n_ops += 1
+        return ws
+
+    cdef void _dense_backward(self, Rec* r, tuple a) except *:
+        self._array(r, 0, a[0]); self._array(r, 1, a[1]); self._array(r, 2, a[2])
+        self._array(r, 3, a[3]); self._array(r, 4, a[5]); self._array(r, 5, a[6])
+        self._array(r, 6, a[7])
+        r.act = a[4]
+        self._dense(r, a[2], a[1])
+
+    cdef Py_ssize_t _conv_forward(self, list layer_ops) except -1:
+        """[conv_forward(x, w, conv_out), pool_forward(conv_out, b, act,
+        poolsize, out)] as a conv table entry."""
+        import numpy as np
+        cf, pf = layer_ops
+        x, w, conv_out = cf.args
+        _, b, act, poolsize, out = pf.args
+        cdef ConvLayer* s = &self.conv[self.n_conv]
+        s.F, s.C, s.KH, s.KW = w.shape
+        s.H, s.W = x.shape[2], x.shape[3]
+        s.CH, s.CW = conv_out.shape[2], conv_out.shape[3]
+        s.ph, s.pw = poolsize
+        s.act = act
+        s.NI = s.C * s.H * s.W
+        s.NO = out.size // out.shape[0]
+        s.x = NULL if self._is_token(x, "rows") else self._keep(x)
+        s.w, s.b = self._keep(w), self._keep(b)
+        s.conv_out, s.out = self._keep(conv_out), self._keep(out)
+        self._conv_by_w[<size_t>s.w] = self.n_conv
+        s.max_threads = self.n_threads
+        s.acc_size = padded(conv_dw_size(s.F, s.C * s.KH * s.KW))
+        accs = np.zeros(self.n_threads * s.acc_size, self.dtype)
+        gbpart = np.zeros(self.n_threads * s.F, np.float64)
+        self.arrays += [accs, gbpart]
+        s.accs = ptr(accs)
+        s.gbpart = <double*>ptr(gbpart)
+        # the patches of every sample, kept from forward to backward while
+        # they fit KEEP_COLS_MAX bytes per layer
+        s.cols_size = padded(s.C * s.KH * s.KW * padded_positions(s.CH * s.CW))
+        if self.mbs * s.cols_size * self.dtype.itemsize <= KEEP_COLS_MAX:
+            cols = np.zeros(self.mbs * s.cols_size, self.dtype)
+            self.arrays.append(cols)
+            s.cols = ptr(cols)
+        self.n_conv += 1
+        return max(conv_sample_workspace(s.C, s.H, s.W, s.F, s.KH, s.KW, False, False),
+                   conv_sample_workspace(s.C, s.H, s.W, s.F, s.KH, s.KW, True, True))
+
+    cdef tuple _conv_backward(self, tuple runs):
+        """[pool_backward(conv_out, out, dout, act, poolsize, dconv, gb),
+        conv_backward(x, w, dconv, gw, dx)] per layer, first layer first:
+        completes the entries of the matching conv_run_forward."""
+        cdef ConvLayer* s
+        idx = []
+        for pb, cb in runs:
+            x, w, dconv, gw, dx = cb.args
+            key = <size_t>ptr(w)
+            if key not in self._conv_by_w:
+                raise ValueError("Program: conv_run_backward of a layer no "
+                                 "conv_run_forward ran")
+            i = self._conv_by_w[key]
+            idx.append(i)
+            s = &self.conv[<int>i]
+            s.dout = self._keep(pb.args[2])
+            s.dconv = self._keep(dconv)
+            s.gb = self._keep(pb.args[6])
+            s.gw = self._keep(gw)
+            s.dx = self._keep(dx) if dx is not None else NULL
+            s.need_dx = dx is not None
+        if idx != list(range(idx[0], idx[0] + len(idx))):
+            raise ValueError("Program: conv_run_backward's layers are not one run")
+        return idx[0], idx[len(idx) - 1] + 1
+
+    cdef void* _keep(self, object a) except NULL:
+        import numpy as np
+        if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a.dtype != self.dtype:
+            raise ValueError("Program: a conv layer's arrays must be C-contiguous %s "
+                             "ndarrays" % self.dtype)
+        self.arrays.append(a)
+        return ptr(a)
 
     def run(self, cnp.ndarray x, cnp.ndarray y, Py_ssize_t first, Py_ssize_t stop,
-            double eta, double l2, uint64_t counter0):
+            hyper, uint64_t counter0):
         """Train mini-batches first..stop-1 (arguments checked by the caller;
-        re-checked here only as far as memory safety needs)."""
+        re-checked here only as far as memory safety needs); ``hyper`` maps
+        every name of ``hyper_names`` to its value.  Returns the cost of the
+        last mini-batch."""
         cdef Py_ssize_t N = self.mbs
+        cdef double h[MAX_HYPER]
+        cdef int k
         if (cnp.PyArray_TYPE(x) != self.typenum or cnp.PyArray_NDIM(x) != 2
                 or cnp.PyArray_DIM(x, 1) != self.n_in
                 or not cnp.PyArray_IS_C_CONTIGUOUS(x)):
-            raise ValueError("Plan.run: x does not match the plan")
+            raise ValueError("Program.run: x does not match the program")
         if (cnp.PyArray_TYPE(y) != cnp.NPY_INT32 or cnp.PyArray_NDIM(y) != 1
                 or cnp.PyArray_DIM(y, 0) != cnp.PyArray_DIM(x, 0)
                 or not cnp.PyArray_IS_C_CONTIGUOUS(y)):
-            raise ValueError("Plan.run: y does not match x")
+            raise ValueError("Program.run: y does not match x")
         if first < 0 or stop < first or stop > cnp.PyArray_DIM(x, 0) // N:
-            raise ValueError("Plan.run: first/stop out of range")
+            raise ValueError("Program.run: first/stop out of range")
+        for k in range(len(self.hyper_names)):
+            h[k] = hyper[self.hyper_names[k]]
+        cdef int step_slot = (self.hyper_names.index("hyper:step")
+                              if "hyper:step" in self.hyper_names else -1)
         cdef void* px = cnp.PyArray_DATA(x)
         cdef const int32_t* py = <const int32_t*>cnp.PyArray_DATA(y)
         cdef void* pw = cnp.PyArray_DATA(<cnp.ndarray>self.workspace)
         cdef double cost = self.last_cost
         cdef int T = self.n_threads
         if stop == first:
-            return
+            return cost
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
-                run_steps(self.specs, self.nl, <const float*>px, py, N, self.n_in,
-                          first, stop, <float>eta, <float>l2, counter0,
-                          <float*>pw, self.conv_per, T, &cost)
+                run_steps(self.ops, self.n_ops, self.conv, self.upd, <const float*>px, py,
+                          N, self.n_in, first, stop, counter0, h, step_slot, <float*>pw,
+                          self.conv_per, T, &cost)
             else:
-                run_steps(self.specs, self.nl, <const double*>px, py, N, self.n_in,
-                          first, stop, eta, l2, counter0, <double*>pw, self.conv_per,
-                          T, &cost)
+                run_steps(self.ops, self.n_ops, self.conv, self.upd, <const double*>px, py,
+                          N, self.n_in, first, stop, counter0, h, step_slot, <double*>pw,
+                          self.conv_per, T, &cost)
         self.last_cost = cost
+        return cost

@@ -6,26 +6,131 @@
 
 from cython.parallel cimport prange
 
+from libc.math cimport sqrt, pow
+
 from common cimport floating, threads_for
+
+
+cdef inline floating sgd_step(floating p, floating g, floating eta,
+                              floating l2) noexcept nogil:
+    """network3's rule for one element: p - eta * (g + l2 * p); l2 = 0 for
+    biases (then exactly p - eta * g, as network3's graph computes it)."""
+    if l2 != 0:
+        return p - eta * (g + l2 * p)
+    return p - eta * g
 
 
 cdef inline void sgd_update_kernel(floating* param, const floating* grad,
                                    Py_ssize_t n, floating eta, floating l2,
                                    int n_threads) noexcept nogil:
-    """param -= eta * (grad + l2 * param)
+    """param -= eta * (grad + l2 * param)  (sgd_step, element by element)
 
     l2 = lmbda / num_training_batches for weights (the gradient of
-    0.5*lmbda*||w||^2/num_training_batches), 0 for biases.
-    param (n,)  IN/OUT;  grad (n,)  IN
+    0.5*lmbda*||w||^2/num_training_batches), 0 for biases.  One thread runs
+    it without opening a parallel region (it is called inside the
+    trainer's).   param (n,)  IN/OUT;  grad (n,)  IN
     """
     cdef Py_ssize_t i
     cdef int T = threads_for(n_threads, n, n)
-    if l2 != 0:
-        for i in prange(n, num_threads=T, schedule='static'):
-            param[i] = param[i] - eta * (grad[i] + l2 * param[i])
+    if T == 1:
+        for i in range(n):
+            param[i] = sgd_step(param[i], grad[i], eta, l2)
     else:
         for i in prange(n, num_threads=T, schedule='static'):
-            param[i] = param[i] - eta * grad[i]
+            param[i] = sgd_step(param[i], grad[i], eta, l2)
+
+
+# ---------------------------------------------------------------------------
+# fastnet.optim's optimizers: PyTorch's definitions (reference.py's
+# *_update for the formulas), one element at a time in PyTorch's order.
+# h: the hyper-parameters in the reference signature's order, as doubles;
+# state arrays s0, s1 (NULL when unused).
+# ---------------------------------------------------------------------------
+cdef enum:
+    OPT_SGD = 1          # network3's rule (and torch SGD without momentum)
+    OPT_MOMENTUM = 2     # h: lr, momentum, dampening, weight_decay, nesterov, step
+    OPT_RMSPROP = 3      # h: lr, alpha, eps, weight_decay
+    OPT_ADAGRAD = 4      # h: lr, lr_decay, eps, weight_decay, step
+    OPT_ADAM = 5         # h: lr, beta1, beta2, eps, weight_decay, decoupled, step
+
+
+cdef inline void optimizer_span(int opt, floating* p, const floating* grad, floating* s0,
+                                floating* s1, Py_ssize_t n, const double* h) noexcept nogil:
+    """One optimizer's update of n elements (serially)."""
+    cdef Py_ssize_t i
+    cdef floating g, b, lr, wd, mom, damp1, a, a1, eps, keep, c1, c2, bc2, step_size
+    cdef bint first, nesterov
+    cdef double t
+    if opt == OPT_SGD:
+        for i in range(n):
+            p[i] = sgd_step(p[i], grad[i], <floating>h[0], <floating>h[1])
+    elif opt == OPT_MOMENTUM:
+        lr, mom, damp1, wd = <floating>(-h[0]), <floating>h[1], <floating>(1.0 - h[2]), <floating>h[3]
+        nesterov, first = h[4] != 0, h[5] == 1
+        for i in range(n):
+            g = grad[i]
+            if wd != 0:
+                g = g + wd * p[i]
+            if first:
+                b = g
+            else:
+                b = mom * s0[i] + damp1 * g
+            s0[i] = b
+            if nesterov:
+                g = g + mom * b
+            else:
+                g = b
+            p[i] = p[i] + lr * g
+    elif opt == OPT_RMSPROP:
+        lr, a, a1, eps, wd = <floating>(-h[0]), <floating>h[1], <floating>(1.0 - h[1]), <floating>h[2], <floating>h[3]
+        for i in range(n):
+            g = grad[i]
+            if wd != 0:
+                g = g + wd * p[i]
+            s0[i] = s0[i] * a + a1 * (g * g)
+            p[i] = p[i] + lr * (g / (<floating>sqrt(s0[i]) + eps))
+    elif opt == OPT_ADAGRAD:
+        t = h[4]
+        lr, eps, wd = <floating>(-(h[0] / (1.0 + (t - 1.0) * h[1]))), <floating>h[2], <floating>h[3]
+        for i in range(n):
+            g = grad[i]
+            if wd != 0:
+                g = g + wd * p[i]
+            s0[i] = s0[i] + g * g
+            p[i] = p[i] + lr * (g / (<floating>sqrt(s0[i]) + eps))
+    elif opt == OPT_ADAM:
+        t = h[6]
+        c1, c2 = <floating>(1.0 - h[1]), <floating>(1.0 - h[2])
+        a, eps, wd = <floating>h[2], <floating>h[3], <floating>h[4]
+        keep = <floating>(1.0 - h[0] * h[4])
+        step_size = <floating>(-(h[0] / (1.0 - pow(h[1], t))))
+        bc2 = <floating>sqrt(1.0 - pow(h[2], t))
+        for i in range(n):
+            g = grad[i]
+            if h[5] != 0:
+                p[i] = p[i] * keep
+            elif wd != 0:
+                g = g + wd * p[i]
+            s0[i] = s0[i] + c1 * (g - s0[i])
+            s1[i] = s1[i] * a + c2 * (g * g)
+            p[i] = p[i] + step_size * (s0[i] / (<floating>sqrt(s1[i]) / bc2 + eps))
+
+
+cdef inline void optimizer_update(int opt, floating* p, const floating* grad, floating* s0,
+                                  floating* s1, Py_ssize_t n, const double* h,
+                                  int n_threads) noexcept nogil:
+    """optimizer_span over n elements, cut into one span per thread."""
+    cdef int t
+    cdef int T = threads_for(n_threads, n, n)
+    cdef Py_ssize_t a, b
+    if T == 1:
+        optimizer_span(opt, p, grad, s0, s1, n, h)
+        return
+    for t in prange(T, num_threads=T, schedule='static'):
+        a = t * n // T
+        b = (t + 1) * n // T
+        optimizer_span(opt, p + a, grad + a, NULL if s0 == NULL else s0 + a,
+                       NULL if s1 == NULL else s1 + a, b - a, h)
 
 
 cdef inline double sum_of_squares_serial(const floating* w, Py_ssize_t n) noexcept nogil:

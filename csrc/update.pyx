@@ -5,7 +5,8 @@
 # The kernels are in update.pxd (inline, nogil, raw pointers); see conv.pyx
 # for why a module cimports its namesake .pxd.
 
-from update cimport sgd_update_kernel, sum_of_squares_kernel
+from update cimport (sgd_update_kernel, sum_of_squares_kernel, optimizer_update,
+                    OPT_MOMENTUM, OPT_RMSPROP, OPT_ADAGRAD, OPT_ADAM)
 from common cimport (float_typenum, check_array, default_num_threads,
                      checked_num_threads, data)
 cimport numpy as cnp
@@ -46,6 +47,60 @@ def sgd_update(param, grad, eta, l2):
             sgd_update_kernel(<float*>pp, <const float*>pg, n, <float>e, <float>l, nt)
         else:
             sgd_update_kernel(<double*>pp, <const double*>pg, n, e, l, nt)
+
+
+cdef _optimizer(str fn, int opt, object param, object grad, tuple state, tuple hyper):
+    """Check and run one optimizer update (update.pxd's optimizer_update)."""
+    cdef int t = float_typenum(fn, "param", param, -1, "")
+    cdef double h[8]
+    cdef int k
+    check_array(fn, "param", param, t, param.shape, "its shape", True)
+    check_array(fn, "grad", grad, t, param.shape, "the shape of param", False,
+                "the dtype of param")
+    for k, s in enumerate(state):
+        check_array(fn, "state %d" % k, s, t, param.shape, "the shape of param", True,
+                    "the dtype of param")
+    for k, v in enumerate(hyper):
+        h[k] = v
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    cdef int nt = _num_threads
+    cdef void* pp = data(param)
+    cdef void* pg = data(grad)
+    cdef void* s0 = data(state[0]) if len(state) > 0 else NULL
+    cdef void* s1 = data(state[1]) if len(state) > 1 else NULL
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            optimizer_update(opt, <float*>pp, <const float*>pg, <float*>s0, <float*>s1,
+                             n, h, nt)
+        else:
+            optimizer_update(opt, <double*>pp, <const double*>pg, <double*>s0,
+                             <double*>s1, n, h, nt)
+
+
+def momentum_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov,
+                    step):
+    """torch.optim.SGD with momentum (reference.momentum_update)."""
+    _optimizer("momentum_update", OPT_MOMENTUM, param, grad, (buf,),
+               (lr, momentum, dampening, weight_decay, nesterov, step))
+
+
+def rmsprop_update(param, grad, square_avg, lr, alpha, eps, weight_decay):
+    """torch.optim.RMSprop (reference.rmsprop_update)."""
+    _optimizer("rmsprop_update", OPT_RMSPROP, param, grad, (square_avg,),
+               (lr, alpha, eps, weight_decay))
+
+
+def adagrad_update(param, grad, sum_sq, lr, lr_decay, eps, weight_decay, step):
+    """torch.optim.Adagrad (reference.adagrad_update)."""
+    _optimizer("adagrad_update", OPT_ADAGRAD, param, grad, (sum_sq,),
+               (lr, lr_decay, eps, weight_decay, step))
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                decoupled, step):
+    """torch.optim.Adam / AdamW (reference.adam_update)."""
+    _optimizer("adam_update", OPT_ADAM, param, grad, (exp_avg, exp_avg_sq),
+               (lr, beta1, beta2, eps, weight_decay, decoupled, step))
 
 
 def sum_of_squares(w):

@@ -34,8 +34,13 @@
 #define FN_VEC_ACTIVATIONS 0
 #endif
 
+/* The activation codes of every compiled kernel (common.pxd takes its enum
+ * from here); fastnet/engines/cpu.py checks them against fastnet/activations.py
+ * at import, the one table the NumPy and CUDA engines read. */
 #define FN_SIGMOID 0
 #define FN_TANH 1
+#define FN_RELU 2
+#define FN_LINEAR 3
 
 #if FN_VEC_ACTIVATIONS
 #include <immintrin.h>

@@ -47,7 +47,10 @@ tanh = Activation("tanh", TANH, np.tanh)
 ReLU = Activation("ReLU", RELU, lambda z: np.maximum(z, 0.0).astype(z.dtype, copy=False))
 linear = Activation("linear", LINEAR, lambda z: z)
 
-_BY_NAME = {a.name: a for a in (sigmoid, tanh, ReLU, linear)}
+#: the table: every activation the engines know, with its kernel code
+ALL = (sigmoid, tanh, ReLU, linear)
+
+_BY_NAME = {a.name: a for a in ALL}
 _BY_NAME["relu"] = ReLU
 
 

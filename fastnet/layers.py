@@ -1,13 +1,18 @@
 """network3's layer types: ConvPoolLayer, FullyConnectedLayer, SoftmaxLayer.
 
 A layer knows its shapes, its parameters and their initialisation (drawn from
-NumPy's global RNG exactly as network3 draws them), and which kernels to call
-with which workspaces.  It contains no arithmetic loops: the engine computes.
+NumPy's global RNG exactly as network3 draws them), and which kernels its
+passes are made of.  It holds no engine state and computes nothing: a Plan
+(fastnet/plan.py) asks it for
 
-Life of a layer: constructed by the user (parameters drawn), then bound by a
-Network to an engine and a mini-batch size (workspaces sized once), then
-driven by the Network: ``forward(x, train)``, ``backward(dout, need_dx)``,
-``update(eta, l2)``.
+  ``param_shapes()``     its parameters: (name, shape, decayed) -- decayed
+                         parameters take the L2 term (network3: weights only);
+  ``buffers(mbs)``       the activations it needs for a mini-batch, by name;
+  ``ops(ctx)``           its training forward, backward and inference ops:
+                         kernel names and arguments in the reference engine's
+                         signatures, on the arrays the plan hands it in ctx.
+
+A layer without parameters returns an empty ``param_shapes()``.
 """
 
 import numpy as np
@@ -15,7 +20,8 @@ import numpy as np
 from . import activations
 from .activations import LINEAR
 from .config import floatx_dtype
-from .params import Shared, sgd_step
+from .params import Shared
+from .plan import Op
 
 
 def _int_tuple(value, length, what, where):
@@ -31,6 +37,10 @@ def _int_tuple(value, length, what, where):
         raise ValueError("%s: every entry of %s must be >= 1, got %r"
                          % (where, what, t))
     return t
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def _positive_int(value, what, where):
@@ -53,11 +63,31 @@ def _dropout_p(p, where):
     return p
 
 
-class Layer(object):
-    """What every layer shares: parameters, binding, the SGD update."""
+class LayerOps(object):
+    """What a layer's ``ops`` returns: three op lists and where their results are.
 
-    #: inference output of the layer for its last forward call (engine array)
-    output = None
+    ``train``: the training forward pass (dropout drawn, scale 1); for the
+    output layer it ends with the op that returns the cost.  ``backward``:
+    its gradients, given ctx.dout filled.  ``infer``: the inference forward
+    pass.  ``out``: the array the next layer reads in training; ``infer_out``:
+    the inference output (``net.output(x, layer=i)``).
+    """
+
+    def __init__(self, train, backward, infer, out, infer_out):
+        self.train = list(train)
+        self.backward = list(backward)
+        self.infer = list(infer)
+        self.out = out
+        self.infer_out = infer_out
+
+
+class Layer(object):
+    """What every layer shares: its parameters and its shapes."""
+
+    #: True for a layer that ends the network and defines the cost
+    is_output = False
+    #: dropout probability on the layer's input (0: none)
+    p_dropout = 0.0
 
     def _make_params(self, w, b):
         self.w = Shared(w, name="w")
@@ -73,28 +103,19 @@ class Layer(object):
     def n_out_flat(self):
         return int(np.prod(self.out_shape))
 
-    def bind(self, engine, mini_batch_size, need_dx, grads=None):
-        """Size the workspaces for ``engine`` at ``mini_batch_size``;
-        ``grads``: the (gw, gb) engine arrays to use, or None for new ones."""
-        self.engine = engine
-        self.mbs = mini_batch_size
-        self.need_dx = need_dx
-        dtype = self.w.dtype
-        e = engine
-        if grads is None:
-            grads = (e.empty(self.w.shape, dtype), e.empty(self.b.shape, dtype))
-        self.gw, self.gb = grads
-        self.dx = e.empty((mini_batch_size,) + self.in_shape, dtype) if need_dx else None
-        self._alloc(e, mini_batch_size, dtype)
-        self.attach_params(self.w.value, self.b.value)
+    def param_shapes(self):
+        """[(name, shape, decayed)] in ``self.params`` order."""
+        return self.param_shapes_of(self.describe())
 
-    def attach_params(self, w, b):
-        """The engine arrays holding w and b (the Shared arrays on the host)."""
-        self.w_e, self.b_e = w, b
+    @staticmethod
+    def param_shapes_of(spec):
+        """``param_shapes()`` of the layer ``spec`` (a ``describe()`` dict)
+        describes, computed before anything is allocated (loading a file
+        checks its arrays against it).  ValueError for a malformed spec."""
+        raise NotImplementedError
 
-    def update(self, eta, l2):
-        """One SGD step on w (with L2) and b (without)."""
-        sgd_step(self.engine, self.w_e, self.gw, self.b_e, self.gb, eta, l2)
+    def check_mini_batch_size(self, mini_batch_size, where):
+        """ValueError when the layer cannot run at this mini-batch size."""
 
     def describe(self):
         """The constructor call as a dict (for saving and for messages)."""
@@ -138,7 +159,6 @@ class ConvPoolLayer(Layer):
         self.conv_shape = (F, CH, CW)
         self.in_shape = (C, H, W)
         self.out_shape = (F, CH // ph, CW // pw)
-        self.p_dropout = 0.0
         # network3 divides with Python 2 integers: floor (conformance case g)
         n_out = (F * KH * KW) // (ph * pw)
         if n_out < 1:
@@ -146,10 +166,23 @@ class ConvPoolLayer(Layer):
                 "ConvPoolLayer: filters*fh*fw // (ph*pw) = %d; network3's "
                 "initialisation needs it >= 1" % n_out)
         dtype = floatx_dtype()
-        w = np.asarray(np.random.normal(loc=0, scale=np.sqrt(1.0 / n_out),
-                                        size=self.filter_shape), dtype=dtype)
-        b = np.asarray(np.random.normal(loc=0, scale=1.0, size=(F,)), dtype=dtype)
+        w = _drawn(lambda: np.random.normal(loc=0, scale=np.sqrt(1.0 / n_out),
+                                            size=self.filter_shape), dtype, where)
+        b = _drawn(lambda: np.random.normal(loc=0, scale=1.0, size=(F,)), dtype, where)
         self._make_params(w, b)
+
+    @staticmethod
+    def param_shapes_of(spec):
+        fs = spec.get("filter_shape")
+        if not isinstance(fs, (list, tuple)) or len(fs) != 4 or not all(_is_int(v) for v in fs):
+            raise ValueError("filter_shape %r is not 4 integers" % (fs,))
+        return [("w", tuple(fs), True), ("b", (fs[0],), False)]
+
+    def check_mini_batch_size(self, mini_batch_size, where):
+        if self.image_shape[0] != mini_batch_size:
+            raise ValueError(
+                "%s (ConvPoolLayer) has image_shape batch %d but mini_batch_size "
+                "is %d" % (where, self.image_shape[0], mini_batch_size))
 
     def describe(self):
         return {"type": "ConvPoolLayer", "filter_shape": list(self.filter_shape),
@@ -161,29 +194,24 @@ class ConvPoolLayer(Layer):
                 "activation_fn=%s)" % (self.filter_shape, self.image_shape,
                                        self.poolsize, self.activation_fn.name))
 
-    def _alloc(self, e, N, dtype):
-        self.conv_out = e.empty((N,) + self.conv_shape, dtype)
-        self.dconv = e.empty((N,) + self.conv_shape, dtype)
-        self.out = e.empty((N,) + self.out_shape, dtype)
+    def buffers(self, N):
+        return {"conv_out": (N,) + self.conv_shape, "dconv": (N,) + self.conv_shape,
+                "out": (N,) + self.out_shape}
 
-    def forward(self, x, train):
-        """x: (N, C*H*W) or (N, C, H, W) engine array; returns (N, F, PH, PW)."""
-        e = self.engine
-        self.x = x.reshape((self.mbs,) + self.in_shape)
-        e.conv_forward(self.x, self.w_e, self.conv_out)
-        e.pool_forward(self.conv_out, self.b_e, self.activation_fn.code,
-                       self.poolsize, self.out)
-        self.output = self.out
-        return self.out
-
-    def backward(self, dout):
-        """dout: (N, F, PH, PW) (overwritten); returns dx or None."""
-        e = self.engine
-        dout = dout.reshape((self.mbs,) + self.out_shape)
-        e.pool_backward(self.conv_out, self.out, dout, self.activation_fn.code,
-                        self.poolsize, self.dconv, self.gb)
-        e.conv_backward(self.x, self.w_e, self.dconv, self.gw, self.dx)
-        return self.dx
+    def ops(self, ctx):
+        """conv_forward -> pool_forward (max, + b, act); backward in reverse:
+        pool_backward -> conv_backward."""
+        x = ctx.input((ctx.mbs,) + self.in_shape)
+        w, b, gw, gb = ctx.param["w"], ctx.param["b"], ctx.grad["w"], ctx.grad["b"]
+        conv_out, dconv, out = ctx.buf["conv_out"], ctx.buf["dconv"], ctx.buf["out"]
+        act = self.activation_fn.code
+        forward = [Op("conv_forward", x, w, conv_out),
+                   Op("pool_forward", conv_out, b, act, self.poolsize, out)]
+        dout = ctx.dout.reshape(out.shape)
+        dx = None if ctx.dx is None else ctx.dx.reshape(x.shape)
+        backward = [Op("pool_backward", conv_out, out, dout, act, self.poolsize, dconv, gb),
+                    Op("conv_backward", x, w, dconv, gw, dx)]
+        return LayerOps(forward, backward, forward, out, out)
 
 
 class _DenseBase(Layer):
@@ -197,36 +225,41 @@ class _DenseBase(Layer):
         self.out_shape = (self.n_out,)
         self.dropout_seed = 0
 
-    def _alloc_dropout(self, e, N, dtype):
+    @staticmethod
+    def param_shapes_of(spec):
+        n_in, n_out = spec.get("n_in"), spec.get("n_out")
+        if not _is_int(n_in) or not _is_int(n_out):
+            raise ValueError("n_in %r / n_out %r are not integers" % (n_in, n_out))
+        return [("w", (n_in, n_out), True), ("b", (n_out,), False)]
+
+    def _dense_buffers(self, N, outputs):
+        bufs = {name: (N, self.n_out) for name in outputs}
         if self.p_dropout > 0.0:
-            self.mask = e.empty((N, self.n_in), np.uint8)
-            self.x_drop = e.empty((N, self.n_in), dtype)
-            self.dx_drop = e.empty((N, self.n_in), dtype) if self.need_dx else None
+            bufs.update(mask=((N, self.n_in), np.uint8), x_drop=(N, self.n_in),
+                        dx_drop=(N, self.n_in))
+        return bufs
 
-    def _input(self, x, train, counter):
-        """The input the dense product sees: dropped out while training."""
-        x = x.reshape((self.mbs, self.n_in))
-        self.x_in = x
-        if train and self.p_dropout > 0.0:
-            self.engine.dropout_forward(x, self.p_dropout, self.dropout_seed,
-                                        counter, self.mask, self.x_drop)
-            self.x_in = self.x_drop
-        return self.x_in
-
-    def _scale(self, train):
-        # network3: (1 - p) * x.w + b at inference, x_dropped.w + b in training
-        return 1.0 if train else 1.0 - self.p_dropout
-
-    def _backward_dense(self, out, dz, act):
-        e = self.engine
-        if self.need_dx and self.p_dropout > 0.0:
-            e.dense_backward(self.x_in, self.w_e, out, dz, act, self.gw, self.gb,
-                             self.dx_drop)
-            e.dropout_backward(self.dx_drop, self.mask, self.dx)
+    def _dense_ops(self, ctx, act, z, dz, infer_tail=()):
+        """[dropout_forward] -> dense_forward into z; backward dense_backward
+        [-> dropout_backward]; inference with network3's (1 - p) scale."""
+        x = ctx.input((ctx.mbs, self.n_in))
+        w, b, gw, gb = ctx.param["w"], ctx.param["b"], ctx.grad["w"], ctx.grad["b"]
+        train, backward, x_used, dx = [], [], x, ctx.dx
+        if ctx.dx is not None:
+            dx = ctx.dx.reshape((ctx.mbs, self.n_in))
+        if self.p_dropout > 0.0:
+            mask, x_used = ctx.buf["mask"], ctx.buf["x_drop"]
+            train.append(Op("dropout_forward", x, self.p_dropout, ctx.dropout_seed,
+                            ctx.counter, mask, x_used))
+        train.append(Op("dense_forward", x_used, w, b, act, 1.0, z))
+        if self.p_dropout > 0.0 and dx is not None:
+            backward = [Op("dense_backward", x_used, w, z, dz, act, gw, gb, ctx.buf["dx_drop"]),
+                        Op("dropout_backward", ctx.buf["dx_drop"], ctx.buf["mask"], dx)]
         else:
-            e.dense_backward(self.x_in, self.w_e, out, dz, act, self.gw, self.gb,
-                             self.dx)
-        return self.dx
+            backward = [Op("dense_backward", x_used, w, z, dz, act, gw, gb, dx)]
+        infer = [Op("dense_forward", x, w, b, act, 1.0 - self.p_dropout, z)]
+        infer.extend(infer_tail)
+        return train, backward, infer
 
 
 class FullyConnectedLayer(_DenseBase):
@@ -241,10 +274,10 @@ class FullyConnectedLayer(_DenseBase):
         self._init_dense(n_in, n_out, p_dropout, where)
         self.activation_fn = activations.resolve(activation_fn, where)
         dtype = floatx_dtype()
-        w = np.asarray(np.random.normal(loc=0.0, scale=np.sqrt(1.0 / self.n_out),
-                                        size=(self.n_in, self.n_out)), dtype=dtype)
-        b = np.asarray(np.random.normal(loc=0.0, scale=1.0, size=(self.n_out,)),
-                       dtype=dtype)
+        w = _drawn(lambda: np.random.normal(loc=0.0, scale=np.sqrt(1.0 / self.n_out),
+                                            size=(self.n_in, self.n_out)), dtype, where)
+        b = _drawn(lambda: np.random.normal(loc=0.0, scale=1.0, size=(self.n_out,)),
+                   dtype, where)
         self._make_params(w, b)
 
     def describe(self):
@@ -255,20 +288,14 @@ class FullyConnectedLayer(_DenseBase):
         return ("FullyConnectedLayer(n_in=%d, n_out=%d, activation_fn=%s, p_dropout=%r)"
                 % (self.n_in, self.n_out, self.activation_fn.name, self.p_dropout))
 
-    def _alloc(self, e, N, dtype):
-        self.out = e.empty((N, self.n_out), dtype)
-        self._alloc_dropout(e, N, dtype)
+    def buffers(self, N):
+        return self._dense_buffers(N, ("out",))
 
-    def forward(self, x, train, counter=0):
-        xin = self._input(x, train, counter)
-        self.engine.dense_forward(xin, self.w_e, self.b_e, self.activation_fn.code,
-                                  self._scale(train), self.out)
-        self.output = self.out
-        return self.out
-
-    def backward(self, dout):
-        return self._backward_dense(self.out, dout.reshape((self.mbs, self.n_out)),
-                                    self.activation_fn.code)
+    def ops(self, ctx):
+        out = ctx.buf["out"]
+        train, backward, infer = self._dense_ops(ctx, self.activation_fn.code, out,
+                                                 ctx.dout)
+        return LayerOps(train, backward, infer, out, out)
 
 
 class SoftmaxLayer(_DenseBase):
@@ -278,12 +305,13 @@ class SoftmaxLayer(_DenseBase):
     """
 
     activation_fn = None
+    is_output = True
 
     def __init__(self, n_in, n_out, p_dropout=0.0):
         where = "SoftmaxLayer"
         self._init_dense(n_in, n_out, p_dropout, where)
         dtype = floatx_dtype()
-        self._make_params(np.zeros((self.n_in, self.n_out), dtype=dtype),
+        self._make_params(_drawn(lambda: np.zeros((self.n_in, self.n_out)), dtype, where),
                           np.zeros((self.n_out,), dtype=dtype))
 
     def describe(self):
@@ -294,35 +322,31 @@ class SoftmaxLayer(_DenseBase):
         return "SoftmaxLayer(n_in=%d, n_out=%d, p_dropout=%r)" % (
             self.n_in, self.n_out, self.p_dropout)
 
-    def _alloc(self, e, N, dtype):
-        self.logits = e.empty((N, self.n_out), dtype)
-        self.probs = e.empty((N, self.n_out), dtype)
-        self.dlogits = e.empty((N, self.n_out), dtype)
-        self.yout = e.empty((N,), np.int32)
-        self._alloc_dropout(e, N, dtype)
+    def buffers(self, N):
+        return self._dense_buffers(N, ("logits", "probs", "dlogits"))
 
-    def forward(self, x, train, counter=0):
-        """Logits (training) or probabilities (inference) of the batch."""
-        e = self.engine
-        xin = self._input(x, train, counter)
-        e.dense_forward(xin, self.w_e, self.b_e, LINEAR, self._scale(train), self.logits)
-        if train:
-            return self.logits
-        e.softmax_forward(self.logits, self.probs)
-        self.output = self.probs
-        return self.probs
+    def ops(self, ctx):
+        """Training: logits, then softmax + mean NLL + its gradient (the
+        cost op); inference: probabilities."""
+        logits, probs, dlogits = ctx.buf["logits"], ctx.buf["probs"], ctx.buf["dlogits"]
+        train, backward, infer = self._dense_ops(
+            ctx, LINEAR, logits, dlogits,
+            infer_tail=[Op("softmax_forward", logits, probs)])
+        train.append(Op("softmax_nll", logits, ctx.labels, probs, dlogits))
+        return LayerOps(train, backward, infer, logits, probs)
 
-    def cost(self, y):
-        """Mean NLL of labels y after a training forward; fills dlogits."""
-        return self.engine.softmax_nll(self.logits, y, self.probs, self.dlogits)
+    def predict_op(self, probs, yout):
+        """network3's y_out: the first most probable class of each row."""
+        return Op("softmax_argmax", probs, yout)
 
-    def predict(self):
-        """network3's y_out for the last inference forward."""
-        self.engine.softmax_argmax(self.probs, self.yout)
-        return self.yout
 
-    def backward(self, dout=None):
-        return self._backward_dense(self.logits, self.dlogits, LINEAR)
+def _drawn(draw, dtype, where):
+    """A parameter array drawn as network3 draws it; a size too big for this
+    machine is a MemoryError that names the layer."""
+    try:
+        return np.asarray(draw(), dtype=dtype)
+    except MemoryError:
+        raise MemoryError("%s: not enough memory for its parameters" % where) from None
 
 
 LAYER_TYPES = {"ConvPoolLayer": ConvPoolLayer,

@@ -15,6 +15,7 @@ number of training mini-batches.
 import hashlib
 import os
 import sys
+import threading
 import time
 import warnings
 
@@ -22,13 +23,16 @@ import numpy as np
 
 from . import engines
 from .checks import as_x, as_xy
-from .layers import ConvPoolLayer, SoftmaxLayer
-from .params import FlatParams
+from .optim import Network3SGD
+from .plan import Plan, run_ops, _Env
 
 # "Training mini-batch number N" is printed when N is a multiple of this
 LOG_EVERY = 1000
 # mini-batches per call into the engine between checks for Ctrl-C and progress
 CHUNK = 100
+# a training cost (mean NLL, nats) above this means training has diverged:
+# random guessing costs log(n_classes), a few nats
+DIVERGED_COST = 1e4
 
 
 class TrainingHistory(object):
@@ -118,8 +122,16 @@ class Network(object):
     ``Network(layers, mini_batch_size)``; new keywords: ``engine``
     ('reference', 'cpu', 'cuda') or ``device`` ('cpu', 'cuda'); by default the
     FASTNET_ENGINE / FASTNET_DEVICE environment variables, else 'cpu'.
-    ``fused=False`` calls the kernels step by step even where the engine has
-    a compiled training loop (for testing one against the other).
+    ``fused=False`` runs the plan's ops one kernel call at a time even where
+    the engine has a compiled training loop (for testing one against the
+    other).
+
+    Threads: inference (``output``, ``predict``, ``accuracy``, ...) may be
+    called on one network from many threads; the calls take turns (a lock
+    per network), also with an SGD call running in another thread, which
+    lets them in between its runs of mini-batches.  Training one network
+    from two threads at once is refused (RuntimeError); separate networks
+    train concurrently.
     """
 
     def __init__(self, layers, mini_batch_size, engine=None, device=None, fused=None):
@@ -143,48 +155,49 @@ class Network(object):
         self.params = [p for layer in self.layers for p in layer.params]
         self.dtype = self.layers[0].w.dtype
         for i, layer in enumerate(self.layers):
-            if layer.w.dtype != self.dtype:
-                raise ValueError(
-                    "Network: layer %d was built with floatX %s but layer 0 with %s; "
-                    "build all layers after the same set_floatx" % (i, layer.w.dtype, self.dtype))
+            for p in layer.params:
+                if p.dtype != self.dtype:
+                    raise ValueError(
+                        "Network: layer %d was built with floatX %s but layer 0 with %s; "
+                        "build all layers after the same set_floatx" % (i, p.dtype, self.dtype))
         seed = _seed_from_global_rng()
         for i, layer in enumerate(self.layers):
             if hasattr(layer, "dropout_seed"):
                 layer.dropout_seed = _splitmix64(seed + i)
         self.step_count = 0     # training steps taken: the dropout counter
-        self._host_params = not getattr(self.engine, "device_resident", False)
-        # on a device, one flat array per kind of parameter: 2 update launches
-        # per step instead of 2 per layer
-        self._flat = (None if self._host_params
-                      else FlatParams(self.engine, self.layers, self.dtype))
-        grads = (self._flat.grad_views() if self._flat is not None
-                 else [None] * len(self.layers))
-        for i, layer in enumerate(self.layers):
-            layer.bind(self.engine, mbs, need_dx=i > 0, grads=grads[i])
         # fused: let an engine with a compiled training loop run whole runs of
         # mini-batches (FASTNET_FUSED=0 or fused=False: kernel by kernel)
         if fused is None:
             fused = os.environ.get("FASTNET_FUSED", "1") != "0"
         self.fused = bool(fused)
+        self._lock = threading.RLock()
+        self._training_thread = None
+        self._device_live = False
         self._plan = None
-        self._params_on_device = False
+        self._program = None
+        self._ensure_plan()
 
     # ------------------------------------------------------------------
     # construction checks
     # ------------------------------------------------------------------
     def _check_chain(self):
         mbs = self.mini_batch_size
+        seen = {}
         for i, layer in enumerate(self.layers):
-            if not hasattr(layer, "params") or not hasattr(layer, "in_shape"):
+            if not hasattr(layer, "params") or not hasattr(layer, "in_shape") \
+                    or not hasattr(layer, "ops"):
                 raise ValueError("Network: layer %d is %r, not a fastnet layer"
                                  % (i, layer))
-            if isinstance(layer, ConvPoolLayer) and layer.image_shape[0] != mbs:
+            if id(layer) in seen:
                 raise ValueError(
-                    "Network: layer %d (ConvPoolLayer) has image_shape batch %d but "
-                    "mini_batch_size is %d" % (i, layer.image_shape[0], mbs))
-            if isinstance(layer, SoftmaxLayer) and i != len(self.layers) - 1:
-                raise ValueError("Network: layer %d is a SoftmaxLayer; it must be "
-                                 "the last layer" % i)
+                    "Network: layer %d is the same object as layer %d; a layer can "
+                    "appear once in a network (build a new layer for each place)"
+                    % (i, seen[id(layer)]))
+            seen[id(layer)] = i
+            layer.check_mini_batch_size(mbs, "Network: layer %d" % i)
+            if layer.is_output and i != len(self.layers) - 1:
+                raise ValueError("Network: layer %d is a %s; it must be the last layer"
+                                 % (i, type(layer).__name__))
             if i > 0:
                 prev = self.layers[i - 1]
                 if prev.n_out_flat != layer.n_in_flat:
@@ -193,7 +206,7 @@ class Network(object):
                         "gives %d outputs %s" % (
                             i, type(layer).__name__, layer.n_in_flat, layer.in_shape,
                             i - 1, type(prev).__name__, prev.n_out_flat, prev.out_shape))
-        if not isinstance(self.layers[-1], SoftmaxLayer):
+        if not self.layers[-1].is_output:
             raise ValueError("Network: the last layer must be a SoftmaxLayer (network3's "
                              "cost and accuracy live there), got %s"
                              % type(self.layers[-1]).__name__)
@@ -211,21 +224,41 @@ class Network(object):
             ", ".join(repr(l) for l in self.layers), self.mini_batch_size, self.engine.name)
 
     # ------------------------------------------------------------------
-    # parameters between host and engine (a no-op for host engines)
+    # the plan: parameters, buffers and ops on the engine
     # ------------------------------------------------------------------
-    def _params_to_engine(self):
-        if self._host_params:
+    def _dropout_seeds(self):
+        return tuple(getattr(layer, "dropout_seed", 0) for layer in self.layers)
+
+    def _ensure_plan(self, optimizer=None):
+        """The plan for the current dropout seeds and ``optimizer`` (kept
+        when it is the same), with the layers' parameters its views."""
+        seeds = self._dropout_seeds()
+        plan = self._plan
+        if plan is None or plan.seeds != seeds:
+            if plan is not None:
+                self._params_to_host()
+            plan = Plan(self.layers, self.mini_batch_size, self.engine, self.dtype,
+                        optimizer or (plan.optimizer if plan else Network3SGD()), seeds)
+            plan.seeds = seeds
+            self._plan = plan
+            self._program = None
+        elif optimizer is not None and optimizer is not plan.optimizer:
+            plan.set_optimizer(optimizer)
+            self._program = None
+        plan.adopt()
+        return plan
+
+    def _params_to_engine(self, force=False):
+        """Copy the host parameters to the engine -- except while an SGD call
+        runs, when the engine's copy is the live one (force: even then)."""
+        plan = self._ensure_plan()
+        if self._device_live and not force:
             return
-        self._flat.upload()
-        self._params_on_device = True
+        plan.to_engine()
 
     def _params_to_host(self):
-        if self._host_params or not self._params_on_device:
-            return
-        e = self.engine
-        for layer in self.layers:
-            e.to_host(layer.w_e, out=layer.w.value)
-            e.to_host(layer.b_e, out=layer.b.value)
+        if self._plan is not None:
+            self._plan.to_host()
 
     # ------------------------------------------------------------------
     # data: checked and converted once per call
@@ -244,63 +277,45 @@ class Network(object):
 
     def _to_engine(self, x, y):
         e = self.engine
-        if self._host_params:
+        if self._plan.host_is_engine:
             return x, y
         return e.to_device(x), e.to_device(y)
 
     # ------------------------------------------------------------------
-    # one mini-batch
+    # runs of mini-batches
     # ------------------------------------------------------------------
-    def _forward(self, xb, train, upto=None):
-        out = xb
-        for i, layer in enumerate(self.layers[:upto]):
-            if isinstance(layer, ConvPoolLayer):
-                out = layer.forward(out, train)
-            else:
-                out = layer.forward(out, train, self.step_count)
-        return out
+    def _train_batches(self, x_e, y_e, first, stop, hyper):
+        """Train mini-batches first .. stop-1 of (x_e, y_e) in order; returns
+        the cost of the last one.
 
-    def _backward(self):
-        dout = None
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
-
-    def _train_batches(self, x_e, y_e, first, stop, eta, l2):
-        """Train mini-batches first .. stop-1 of (x_e, y_e) in order.
-
-        An engine with a compiled training loop (``train_steps``) runs them in
-        one call; otherwise the layers' kernels are called step by step.
+        An engine with a compiled training loop (``compile_program``) runs
+        them in one call; otherwise the plan's ops are called step by step.
         """
-        if self.fused and hasattr(self.engine, "train_steps"):
-            if self._plan is None:
-                self._plan = self.engine.make_plan(self)
-            self.engine.train_steps(self._plan, x_e, y_e, first, stop, eta, l2,
-                                    self.step_count)
+        plan = self._plan
+        if self.fused and hasattr(self.engine, "compile_program"):
+            if self._program is None:
+                self._program = self.engine.compile_program(plan)
+            cost = self._program.run(x_e, y_e, first, stop,
+                                     dict(hyper, step=plan.opt_step + 1), self.step_count)
             self.step_count += stop - first
-            return
+            plan.opt_step += stop - first
+            return cost
         mbs = self.mini_batch_size
+        cost = None
         for i in range(first, stop):
-            self._train_step(x_e[i * mbs:(i + 1) * mbs], y_e[i * mbs:(i + 1) * mbs],
-                             eta, l2)
-
-    def _train_step(self, xb, yb, eta, l2):
-        self._forward(xb, True)
-        cost = self.layers[-1].cost(yb)
-        self._backward()
-        if self._flat is not None:
-            self._flat.update(eta, l2)
-        else:
-            for layer in self.layers:
-                layer.update(eta, l2)
-        self.step_count += 1
+            cost = plan.run_step(x_e[i * mbs:(i + 1) * mbs], y_e[i * mbs:(i + 1) * mbs],
+                                 self.step_count, hyper)
+            self.step_count += 1
         return cost
 
     def _predict_into(self, x_e, n_batches, yout_e):
         mbs = self.mini_batch_size
-        last = self.layers[-1]
+        plan = self._plan
+        env = _Env(None, None, 0, {})
         for j in range(n_batches):
-            self._forward(x_e[j * mbs:(j + 1) * mbs], False)
-            self.engine.softmax_argmax(last.probs, yout_e[j * mbs:(j + 1) * mbs])
+            probs = plan.infer(x_e[j * mbs:(j + 1) * mbs])
+            run_ops(self.engine, [plan.output_layer.predict_op(
+                probs, yout_e[j * mbs:(j + 1) * mbs])], env)
 
     def _batch_accuracies(self, x_e, y_host, n_batches):
         mbs = self.mini_batch_size
@@ -315,7 +330,7 @@ class Network(object):
     # ------------------------------------------------------------------
     def SGD(self, training_data, epochs, mini_batch_size, eta,
             validation_data, test_data, lmbda=0.0, progress=False,
-            checkpoint=None):
+            checkpoint=None, optimizer=None):
         """Train the network using mini-batch stochastic gradient descent.
 
         As network3: ``epochs`` passes over ``training_data`` in order,
@@ -330,6 +345,23 @@ class Network(object):
         data (a fingerprint of the data is kept in the file); otherwise a
         ValueError.  Returns a TrainingHistory.
         """
+        with self._lock:
+            if self._training_thread is not None:
+                raise RuntimeError(
+                    "SGD: this network is already being trained by another call (in "
+                    "thread %r); one network trains in one thread at a time -- build "
+                    "another Network to train in parallel" % (self._training_thread,))
+            self._training_thread = threading.current_thread().name
+        try:
+            return self._sgd(training_data, epochs, mini_batch_size, eta,
+                             validation_data, test_data, lmbda, progress, checkpoint,
+                             optimizer)
+        finally:
+            with self._lock:
+                self._training_thread = None
+
+    def _sgd(self, training_data, epochs, mini_batch_size, eta, validation_data,
+             test_data, lmbda, progress, checkpoint, optimizer):
         epochs = self._check_count(epochs, "epochs")
         sgd_mbs = self._check_count(mini_batch_size, "mini_batch_size")
         if sgd_mbs != self.mini_batch_size:
@@ -339,6 +371,7 @@ class Network(object):
                 "counts with SGD's; they must agree)" % (sgd_mbs, self.mini_batch_size))
         eta = self._check_eta(eta)
         lmbda = self._check_lmbda(lmbda)
+        optimizer = self._check_optimizer(optimizer, eta, lmbda)
         mbs = self.mini_batch_size
         train_x, train_y = self._dataset(training_data, "training_data")
         valid_x, valid_y = self._dataset(validation_data, "validation_data")
@@ -348,10 +381,18 @@ class Network(object):
         num_test_batches = test_x.shape[0] // sgd_mbs
         self._warn_partial(train_x.shape[0], "training_data")
         l2 = lmbda / num_training_batches
+        self._check_in_floatx(l2, "lmbda / num_training_batches (the L2 step)", lmbda)
+        with self._lock:
+            plan = self._ensure_plan(optimizer)
+        hyper = plan.optimizer.hyper(eta, l2)
+        for name, value in hyper.items():
+            self._check_in_floatx(value, "the optimizer's %s" % name)
 
         run = {"epochs": epochs, "mini_batch_size": sgd_mbs, "eta": eta,
                "lmbda": lmbda, "n_train": int(train_x.shape[0]),
                "n_valid": int(valid_x.shape[0]), "n_test": int(test_x.shape[0])}
+        if not isinstance(plan.optimizer, Network3SGD):
+            run["optimizer"] = plan.optimizer.describe()
         state = {"epoch": 0, "minibatch_index": 0,
                  "best_validation_accuracy": 0.0, "best_iteration": None,
                  "test_accuracy": None, "history": []}
@@ -361,7 +402,8 @@ class Network(object):
             # once per call (one pass over the data), reused by every save
             data_fingerprints = persist.data_fingerprints(
                 (train_x, train_y), (valid_x, valid_y), (test_x, test_y))
-            resumed = persist.load_checkpoint(checkpoint, self, run, data_fingerprints)
+            with self._lock:
+                resumed = persist.load_checkpoint(checkpoint, self, run, data_fingerprints)
             if resumed is not None:
                 state.update(resumed)
 
@@ -382,11 +424,13 @@ class Network(object):
                 "best_iteration": best_iteration, "test_accuracy": test_accuracy,
                 "history": history.epochs}, data_fingerprints)
 
-        self._params_to_engine()
-        tx_e, ty_e = self._to_engine(train_x, train_y)
-        vx_e, _ = self._to_engine(valid_x, valid_y)
-        sx_e, _ = self._to_engine(test_x, test_y)
-        last_good = self._snapshot()
+        with self._lock:
+            self._params_to_engine()
+            tx_e, ty_e = self._to_engine(train_x, train_y)
+            vx_e, _ = self._to_engine(valid_x, valid_y)
+            sx_e, _ = self._to_engine(test_x, test_y)
+            last_good = self._snapshot()
+            self._device_live = True
         interrupted = _InterruptFlag() if checkpoint is not None else None
         first_batch = state["minibatch_index"]
         try:
@@ -397,7 +441,8 @@ class Network(object):
                     iteration = num_training_batches * epoch + minibatch_index
                     if interrupted is not None and interrupted.raised:
                         self.engine.synchronize()
-                        save(epoch, minibatch_index)
+                        with self._lock:
+                            save(epoch, minibatch_index)
                         raise KeyboardInterrupt(
                             "SGD interrupted; the training state is saved in %s and the "
                             "same call resumes from it" % (checkpoint,))
@@ -407,17 +452,20 @@ class Network(object):
                     to_log = LOG_EVERY - iteration % LOG_EVERY
                     stop = min(num_training_batches, minibatch_index + to_log,
                                minibatch_index + CHUNK)
-                    self._train_batches(tx_e, ty_e, minibatch_index, stop, eta, l2)
+                    with self._lock:
+                        cost = self._train_batches(tx_e, ty_e, minibatch_index, stop, hyper)
+                        # divergence: checked every chunk, so no NaN step is
+                        # wasted and no NaN weight is ever saved
+                        why = self._diverged(cost)
+                        if why:
+                            self._restore(last_good)
                     minibatch_index = stop
-                    # divergence: checked every chunk, so no NaN step is wasted
-                    # and no NaN weight is ever saved
-                    if not self._params_finite():
-                        self._restore(last_good)
+                    if why:
                         raise FloatingPointError(
                             "SGD: training diverged in epoch %d, before mini-batch %d "
-                            "(a weight became NaN or Inf); the network keeps the "
-                            "weights of its last good epoch. Try a smaller eta (it "
-                            "was %g)." % (epoch, minibatch_index, eta))
+                            "(%s); the network keeps the weights of its last good "
+                            "epoch. %s" % (epoch, minibatch_index, why,
+                                           self._divergence_hint(eta, lmbda, l2)))
                     if progress:
                         self._progress(epoch, minibatch_index, num_training_batches, t0)
                 self.engine.synchronize()
@@ -427,11 +475,12 @@ class Network(object):
                 first_batch = 0
                 if progress:
                     sys.stderr.write("\n")
-                last_good = self._snapshot()
-                # iteration is the last mini-batch of this epoch
-                iteration = num_training_batches * epoch + num_training_batches - 1
-                validation_accuracy = float(np.mean(
-                    self._batch_accuracies(vx_e, valid_y, num_validation_batches)))
+                with self._lock:
+                    last_good = self._snapshot()
+                    # iteration is the last mini-batch of this epoch
+                    iteration = num_training_batches * epoch + num_training_batches - 1
+                    validation_accuracy = float(np.mean(
+                        self._batch_accuracies(vx_e, valid_y, num_validation_batches)))
                 print("Epoch {0}: validation accuracy {1:.2%}".format(
                     epoch, validation_accuracy))
                 record = {"epoch": epoch, "validation_accuracy": validation_accuracy,
@@ -440,17 +489,21 @@ class Network(object):
                     print("This is the best validation accuracy to date.")
                     best_validation_accuracy = validation_accuracy
                     best_iteration = iteration
-                    test_accuracy = float(np.mean(
-                        self._batch_accuracies(sx_e, test_y, num_test_batches)))
+                    with self._lock:
+                        test_accuracy = float(np.mean(
+                            self._batch_accuracies(sx_e, test_y, num_test_batches)))
                     print("The corresponding test accuracy is {0:.2%}".format(
                         test_accuracy))
                     record["test_accuracy"] = test_accuracy
                 history.epochs.append(record)
-                save(epoch + 1, 0)
+                with self._lock:
+                    save(epoch + 1, 0)
         finally:
             if interrupted is not None:
                 interrupted.restore()
-            self._params_to_host()
+            with self._lock:
+                self._device_live = False
+                self._params_to_host()
         if interrupted is not None and interrupted.raised:
             # Ctrl-C after the last mini-batch (during the last evaluation):
             # training is complete and saved, but the user asked to stop
@@ -477,18 +530,56 @@ class Network(object):
                              % (what, value))
         return v
 
-    @staticmethod
-    def _check_eta(eta):
+    def _check_in_floatx(self, value, what, given=None):
+        """``value`` must stay a finite number, and not become 0 when it was
+        not, in the network's float type (the kernels compute in it);
+        ``given``: the argument it was computed from, for the message."""
+        with np.errstate(over="ignore", under="ignore"):
+            v = self.dtype.type(value)
+        source = "" if given is None else " (from %r)" % (given,)
+        if not np.isfinite(v):
+            raise ValueError("SGD: %s is %g%s, which is not finite in %s (max %g)"
+                             % (what, value, source, self.dtype, np.finfo(self.dtype).max))
+        if value != 0 and v == 0:
+            raise ValueError("SGD: %s is %g%s, which is 0 in %s (smallest %g): training "
+                             "would change nothing" % (what, value, source, self.dtype,
+                                                        np.finfo(self.dtype).smallest_subnormal))
+
+    def _check_optimizer(self, optimizer, eta, lmbda):
+        """The optimizer of this call: network3's SGD (kept across calls)
+        unless one is given."""
+        from .optim import Optimizer
+        if optimizer is None:
+            current = self._plan.optimizer if self._plan is not None else None
+            return current if isinstance(current, Network3SGD) else Network3SGD()
+        if not isinstance(optimizer, Optimizer):
+            raise ValueError("SGD: optimizer must be a fastnet.optim optimizer (SGD, "
+                             "RMSprop, Adagrad, Adam, AdamW), got %r" % (optimizer,))
+        if lmbda != 0:
+            raise ValueError(
+                "SGD: lmbda=%g is network3's L2 term of its own SGD; with optimizer=%r "
+                "use the optimizer's weight_decay and lmbda=0" % (lmbda, optimizer))
+        lr = getattr(optimizer, "lr", None)
+        if lr is not None and eta != lr:
+            warnings.warn("SGD: eta=%g is ignored: optimizer %r sets the learning rate "
+                          "(lr=%g)" % (eta, optimizer, lr), UserWarning, stacklevel=4)
+        return optimizer
+
+    def _check_eta(self, eta):
+        if isinstance(eta, (bool, np.bool_)):
+            raise ValueError("SGD: eta must be a positive number, got %r" % (eta,))
         try:
             eta = float(eta)
         except (TypeError, ValueError):
             raise ValueError("SGD: eta must be a positive number, got %r" % (eta,))
         if not np.isfinite(eta) or eta <= 0:
             raise ValueError("SGD: eta must be finite and > 0, got %r" % (eta,))
+        self._check_in_floatx(eta, "eta")
         return eta
 
-    @staticmethod
-    def _check_lmbda(lmbda):
+    def _check_lmbda(self, lmbda):
+        if isinstance(lmbda, (bool, np.bool_)):
+            raise ValueError("SGD: lmbda must be a number >= 0, got %r" % (lmbda,))
         try:
             lmbda = float(lmbda)
         except (TypeError, ValueError):
@@ -506,7 +597,7 @@ class Network(object):
                 "%s: %d rows is not a multiple of mini_batch_size %d; the last %d "
                 "rows are not used (as in network3). This warning is shown once."
                 % (name, n, self.mini_batch_size, n % self.mini_batch_size),
-                stacklevel=3)
+                stacklevel=4)
 
     def _progress(self, epoch, done, total, t0):
         rate = done * self.mini_batch_size / max(time.perf_counter() - t0, 1e-9)
@@ -523,21 +614,43 @@ class Network(object):
     def _restore(self, values):
         for p, v in zip(self.params, values):
             np.copyto(p.value, v)
-        self._params_to_engine()
+        self._params_to_engine(force=True)
 
-    def _params_finite(self):
+    def _diverged(self, cost):
+        """Why training has diverged, or '' -- the same test on every engine:
+        a parameter that is NaN or Inf, or a training cost (the last
+        mini-batch's mean NLL) that is not finite or above DIVERGED_COST."""
         e = self.engine
-        if self._flat is not None:
-            arrays = (self._flat.w, self._flat.b)
-        else:
-            arrays = [a for layer in self.layers for a in (layer.w_e, layer.b_e)]
-        return all(np.isfinite(float(e.sum_of_squares(a))) for a in arrays)
+        for group in self._plan.groups.values():
+            if group.size and not np.isfinite(float(e.sum_of_squares(group.values))):
+                return "a %s parameter became NaN or Inf" % (
+                    "weight" if group.decayed else "bias")
+        if cost is not None:
+            c = float(cost)
+            if not np.isfinite(c):
+                return "the training cost became %s" % c
+            if c > DIVERGED_COST:
+                return "the training cost grew to %.3g" % c
+        return ""
+
+    @staticmethod
+    def _divergence_hint(eta, lmbda, l2):
+        # network3's L2 step multiplies w by (1 - eta*l2): past 2 it flips
+        # and grows the weights whatever the gradients do
+        if eta * l2 >= 1.0:
+            return ("The L2 term is the likely culprit: eta * lmbda / "
+                    "num_training_batches = %g >= 1, so each step scales the weights "
+                    "by %g; try a smaller lmbda (it was %g) or eta (it was %g)."
+                    % (eta * l2, 1.0 - eta * l2, lmbda, eta))
+        return "Try a smaller eta (it was %g)." % eta
 
     def save(self, path):
         """Write the layers and weights to ``path`` (.npz, no pickle);
         ``fastnet.load(path)`` gives the network back."""
         from . import persist
-        persist.save(self, path)
+        with self._lock:
+            self._ensure_plan()
+            persist.save(self, path)
 
     # ------------------------------------------------------------------
     # inference and the cost, for users and tests (new names)
@@ -556,21 +669,25 @@ class Network(object):
         """Inference output of layer ``layer`` (default: the softmax
         probabilities) for every row of x, as network3's ``layer.output``."""
 
-        x = as_x(x, "output", n_in=self.n_in, dtype=self.dtype)
         n_layers = len(self.layers)
-        index = layer if layer >= 0 else n_layers + layer
+        if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)):
+            raise ValueError("output: layer must be an integer layer index, got %r"
+                             % (layer,))
+        index = int(layer) if layer >= 0 else n_layers + int(layer)
         if not 0 <= index < n_layers:
             raise ValueError("output: layer %r is out of range for %d layers"
                              % (layer, n_layers))
+        x = as_x(x, "output", n_in=self.n_in, dtype=self.dtype)
         xp, n, n_batches = self._padded_batches(x)
-        self._params_to_engine()
-        x_e, _ = self._to_engine(xp, np.zeros(1, np.int32))
         mbs = self.mini_batch_size
         width = self.layers[index].n_out_flat
         result = np.empty((n_batches * mbs, width), dtype=self.dtype)
-        for j in range(n_batches):
-            out = self._forward(x_e[j * mbs:(j + 1) * mbs], False, upto=index + 1)
-            result[j * mbs:(j + 1) * mbs] = self.engine.to_host(out).reshape(mbs, width)
+        with self._lock:
+            self._params_to_engine()
+            x_e, _ = self._to_engine(xp, np.zeros(1, np.int32))
+            for j in range(n_batches):
+                out = self._plan.infer(x_e[j * mbs:(j + 1) * mbs], upto=index + 1)
+                result[j * mbs:(j + 1) * mbs] = self.engine.to_host(out).reshape(mbs, width)
         return result[:n]
 
     def predict(self, x):
@@ -582,9 +699,10 @@ class Network(object):
         ``accuracy(y)`` per batch; the partial last batch is dropped)."""
         x, y = self._dataset(data, "data")
         n_batches = x.shape[0] // self.mini_batch_size
-        self._params_to_engine()
-        x_e, _ = self._to_engine(x, y)
-        return self._batch_accuracies(x_e, y, n_batches)
+        with self._lock:
+            self._params_to_engine()
+            x_e, _ = self._to_engine(x, y)
+            return self._batch_accuracies(x_e, y, n_batches)
 
     def accuracy(self, data):
         """Mean of the per-mini-batch accuracies, as network3 reports it."""
@@ -603,20 +721,20 @@ class Network(object):
         if x.shape[0] != self.mini_batch_size:
             raise ValueError("cost_and_grads: x has %d rows; give exactly one "
                              "mini-batch of %d" % (x.shape[0], self.mini_batch_size))
-        self._params_to_engine()
-        x_e, y_e = self._to_engine(x, y)
         e = self.engine
-        self._forward(x_e, True)
-        nll = float(self.layers[-1].cost(y_e))
-        self._backward()
-        l2 = lmbda / ntb
-        sq = sum(float(e.sum_of_squares(layer.w_e)) for layer in self.layers)
-        cost = nll + 0.5 * lmbda * sq / ntb
-        grads = []
-        for layer in self.layers:
-            gw = e.to_host(layer.gw).astype(self.dtype)
-            if l2:
-                gw = gw + l2 * layer.w.get_value()
-            grads.append(gw)
-            grads.append(e.to_host(layer.gb).astype(self.dtype))
+        with self._lock:
+            self._params_to_engine()
+            plan = self._plan
+            x_e, y_e = self._to_engine(x, y)
+            nll = float(plan.forward_backward(x_e, y_e, self.step_count))
+            l2 = lmbda / ntb
+            decayed = plan.groups[True]
+            sq = float(e.sum_of_squares(decayed.values)) if decayed.size else 0.0
+            cost = nll + 0.5 * lmbda * sq / ntb
+            grads = []
+            for i, p in enumerate(self.params):
+                g = e.to_host(plan.grads_of(i)).astype(self.dtype)
+                if l2 and plan.param_index[i][0]:
+                    g = g + l2 * p.get_value()
+                grads.append(g)
         return cost, grads

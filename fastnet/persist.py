@@ -184,9 +184,14 @@ def save_checkpoint(path, net, run, state, data):
     """
     path = os.fspath(path)
     meta = _meta(net)
+    plan = net._plan
     meta.update(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, run=run,
-                state=state, data=data)
-    _write_atomic(path, _arrays(net, meta, path, FloatingPointError))
+                state=state, data=data, optimizer_step=int(plan.opt_step))
+    arrays = _arrays(net, meta, path, FloatingPointError)
+    # the optimizer's state (momentum, running averages): resumes bitwise
+    for (group, k), a in plan.state_to_host().items():
+        arrays["opt_%s_%d" % (group, k)] = a
+    _write_atomic(path, arrays)
 
 
 # ---------------------------------------------------------------------------
@@ -394,7 +399,7 @@ def _check_common(path, meta, n_layers=None):
         raise ValueError("%s: step_count is %r, not a count" % (path, step))
 
 
-def _params_from(archive, net):
+def _params_from(archive, net, optimizer_state=False):
     values = []
     for i, p in enumerate(net.params):
         a = archive.array("param_%d" % i, p.shape, p.dtype)
@@ -402,24 +407,34 @@ def _params_from(archive, net):
             raise ValueError("%s: param_%d holds NaN or Inf" % (archive.path, i))
         values.append(a)
     extra = set(archive.names()) - {_META} - {"param_%d" % i for i in range(len(values))}
+    if optimizer_state:
+        extra -= set(_optimizer_arrays(net))
     if extra:
         raise ValueError("%s: unexpected arrays %s" % (archive.path, sorted(extra)))
     return values
 
 
-def _spec_param_shapes(spec):
-    """The (w, b) shapes a layer spec asks for, computed before anything is
-    allocated (the layers then check everything else)."""
-    t = spec.get("type")
-    if t == "ConvPoolLayer":
-        fs = spec.get("filter_shape")
-        if not isinstance(fs, list) or len(fs) != 4 or not all(_is_int(v) for v in fs):
-            raise ValueError("filter_shape %r is not 4 integers" % (fs,))
-        return [tuple(fs), (fs[0],)]
-    n_in, n_out = spec.get("n_in"), spec.get("n_out")
-    if not _is_int(n_in) or not _is_int(n_out):
-        raise ValueError("n_in %r / n_out %r are not integers" % (n_in, n_out))
-    return [(n_in, n_out), (n_out,)]
+def _optimizer_arrays(net):
+    """{array name: (group name, k, size)} of the optimizer state a
+    checkpoint of ``net`` holds."""
+    return {"opt_%s_%d" % (g.name, k): (g.name, k, g.size)
+            for g in net._plan.groups.values() for k in range(len(g.state))}
+
+
+def _optimizer_state_from(path, archive, net, meta):
+    step = meta.get("optimizer_step", 0)
+    if not _is_int(step) or not 0 <= step < 1 << 62:
+        raise ValueError("%s: optimizer_step is %r, not a count" % (path, step))
+    arrays = {}
+    for name, (group, k, size) in _optimizer_arrays(net).items():
+        if name not in archive.names():
+            raise ValueError("%s: the optimizer's state %s is missing (written by "
+                             "another optimizer?)" % (path, name))
+        a = archive.array(name, (size,), net.dtype)
+        if not np.all(np.isfinite(a)):
+            raise ValueError("%s: %s holds NaN or Inf" % (path, name))
+        arrays[(group, k)] = a
+    return arrays, step
 
 
 def _build_layers(path, meta, archive):
@@ -439,7 +454,8 @@ def _build_layers(path, meta, archive):
             raise ValueError("%s: layer %d has unknown type %r"
                              % (path, i, spec.get("type") if isinstance(spec, dict) else spec))
         try:
-            shapes = _spec_param_shapes(spec)
+            shapes = [shape for _, shape, _ in
+                      LAYER_TYPES[spec["type"]].param_shapes_of(spec)]
         except ValueError as exc:
             raise ValueError("%s: layer %d: %s" % (path, i, exc)) from None
         for shape in shapes:
@@ -581,10 +597,13 @@ def load_checkpoint(path, net, run, data):
     _check_data(path, meta, data)
     _check_common(path, meta, len(net.layers))
     state = _check_state(path, meta.get("state"), run)
-    _apply(net, meta, _params_from(archive, net))
+    values = _params_from(archive, net, optimizer_state=True)
+    opt_state, opt_step = _optimizer_state_from(path, archive, net, meta)
+    _apply(net, meta, values)
+    net._plan.state_from_host(opt_state, opt_step)
     if meta["version"] < 2:
         warnings.warn(
             "checkpoint %s was written by an older fastnet (format version %d) without "
             "a fingerprint of the training data: resuming without checking that the "
-            "data are the same" % (path, meta["version"]), UserWarning, stacklevel=3)
+            "data are the same" % (path, meta["version"]), UserWarning, stacklevel=4)
     return state

@@ -82,9 +82,9 @@ def main(argv):
         # stop in the middle of epoch HANG_EPOCH, after its first chunk
         real_train = net._train_batches
 
-        def train_batches(x_e, y_e, first, stop, eta, l2):
+        def train_batches(x_e, y_e, first, stop, hyper):
             epoch = net.step_count // n_batches
-            real_train(x_e, y_e, first, stop, eta, l2)
+            real_train(x_e, y_e, first, stop, hyper)
             if epoch == HANG_EPOCH and first == 0:
                 hang(ready)
         net._train_batches = train_batches

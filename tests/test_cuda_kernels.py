@@ -289,6 +289,45 @@ else:
         s = E.sum_of_squares(pd)
         np.testing.assert_allclose(float(s), R.sum_of_squares(p), rtol=RTOL[dt])
 
+    OPTIMIZER_CALLS = [
+        ("momentum_update", 1, [(0.1, 0.9, 0.0, 0.0, 0.0), (0.05, 0.9, 0.3, 1e-3, 0.0),
+                                (0.1, 0.8, 0.0, 0.0, 1.0)]),
+        ("rmsprop_update", 1, [(1e-2, 0.99, 1e-8, 0.0), (1e-3, 0.9, 1e-7, 1e-2)]),
+        ("adagrad_update", 1, [(1e-2, 0.0, 1e-10, 0.0), (1e-2, 0.1, 1e-10, 1e-3)]),
+        ("adam_update", 2, [(1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0),
+                            (1e-3, 0.9, 0.999, 1e-8, 1e-2, 1.0),
+                            (1e-3, 0.8, 0.99, 1e-8, 1e-2, 0.0)]),
+    ]
+    STEPPED = ("momentum_update", "adagrad_update", "adam_update")
+
+    @pytest.mark.parametrize("name,n_state,calls", OPTIMIZER_CALLS,
+                             ids=[c[0] for c in OPTIMIZER_CALLS])
+    def test_optimizer_kernels(dt, name, n_state, calls):
+        """Each optimizer's kernel, three steps in a row (its first-step
+        case and its state carried), equals the reference's update."""
+        for hyper in calls:
+            p = normal((301,), dt, 21)
+            pd = dev(p)
+            state = [np.abs(normal((301,), dt, 22 + i)) * 0 for i in range(n_state)]
+            sd = [dev(a) for a in state]
+            for step in (1, 2, 3):
+                g = normal((301,), dt, 30 + step)
+                h = hyper + ((float(step),) if name in STEPPED else ())
+                getattr(R, name)(p, g, *state, *h)
+                getattr(E, name)(pd, dev(g), *sd, *h)
+                check("%s %r step %d" % (name, hyper, step), pd, p)
+                for a, ad in zip(state, sd):
+                    check("%s state step %d" % (name, step), ad, a)
+
+    def test_optimizer_kernel_refuses_bad_arrays(dt):
+        with pytest.raises(ValueError, match="flat"):
+            E.adam_update(dev(normal((3, 2), dt)), dev(normal((3, 2), dt)),
+                          dev(normal((3, 2), dt)), dev(normal((3, 2), dt)),
+                          1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0, 1.0)
+        with pytest.raises(ValueError, match="shape"):
+            E.rmsprop_update(dev(normal((5,), dt)), dev(normal((4,), dt)),
+                             dev(normal((5,), dt)), 1e-3, 0.9, 1e-7, 0.0)
+
     def test_sum_of_squares_many_blocks(dt):
         w = normal((40, 50), dt, 19)
         wd = dev(w)

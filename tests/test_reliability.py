@@ -414,14 +414,14 @@ def _inject_nan_at_epoch(monkeypatch, net, n_batches, bad_epoch, calls):
     """A fault: a weight becomes NaN inside epoch ``bad_epoch``'s first chunk."""
     real = net._train_batches
 
-    def train_batches(x_e, y_e, first, stop, eta, l2):
+    def train_batches(x_e, y_e, first, stop, hyper):
         epoch = net.step_count // n_batches
-        real(x_e, y_e, first, stop, eta, l2)
+        cost = real(x_e, y_e, first, stop, hyper)
         calls.append((epoch, first, stop))
         if epoch == bad_epoch and first == 0:
             net.layers[1].w.value[0, 0] = np.nan
-            if hasattr(net, "_params_to_engine"):
-                net._params_to_engine()
+            net._params_to_engine(force=True)
+        return cost
     monkeypatch.setattr(net, "_train_batches", train_batches)
 
 
@@ -538,11 +538,12 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_bitwise(engine, tmp_path, monkeypatc
     real = net._train_batches
     calls = []
 
-    def train_batches(x_e, y_e, first, stop, eta, l2):
-        real(x_e, y_e, first, stop, eta, l2)
+    def train_batches(x_e, y_e, first, stop, hyper):
+        cost = real(x_e, y_e, first, stop, hyper)
         calls.append((net.step_count, first, stop))
         if net.step_count == 6 + 2:                  # epoch 1, after its first chunk
             os.kill(os.getpid(), signal.SIGINT)      # a real Ctrl-C
+        return cost
     monkeypatch.setattr(net, "_train_batches", train_batches)
     with pytest.raises(KeyboardInterrupt) as info:
         sgd_ck(net, ck)

@@ -1,10 +1,12 @@
-"""The compiled training loop (csrc/trainer.pyx, fastnet/engines/cpu_trainer.py).
+"""The compiled training loop (csrc/trainer.pyx, fastnet/engines/cpu.py's
+compile_program / run_program) against the plan's ops run one by one.
 
-The fused path (Network(..., engine="cpu"), whole runs of mini-batches in one
-compiled call) must train the same weights as the step-by-step path
-(fused=False, the layers calling the kernels one by one) and as the NumPy
+The fused path (Network(..., engine="cpu"), the plan's fused op list run in
+C, whole runs of mini-batches per call) must train the same weights as the
+unfused list called kernel by kernel (fused=False) and as the NumPy
 reference engine, in float32 and float64, with conv, dense and dropout
-layers; and train_steps must reject bad arguments with ValueError.
+layers; each fused op's expansion is what the other engines run; and
+run_program must reject bad arguments with ValueError.
 """
 
 import contextlib
@@ -21,22 +23,15 @@ import fastnet  # noqa: E402
 from fastnet import (Network, ConvPoolLayer, FullyConnectedLayer,  # noqa: E402
                      SoftmaxLayer, ReLU, sigmoid, tanh)
 
+from fastnet.optim import Network3SGD  # noqa: E402
+from fastnet.plan import Op  # noqa: E402
+
 try:
     from fastnet.engines import cpu as _cpu
-    from fastnet.engines import cpu_trainer
 except ImportError as e:  # the compiled engine is not built
     if os.environ.get("CI") == "true":
         raise
     pytest.skip("the compiled engine is not available: %s" % e, allow_module_level=True)
-
-
-@pytest.fixture(autouse=True)
-def wired(monkeypatch):
-    """The cpu engine with the compiled trainer (whether or not cpu.py
-    imports it already)."""
-    if not hasattr(_cpu, "train_steps"):
-        monkeypatch.setattr(_cpu, "make_plan", cpu_trainer.make_plan, raising=False)
-        monkeypatch.setattr(_cpu, "train_steps", cpu_trainer.train_steps, raising=False)
 
 
 @pytest.fixture(params=["float32", "float64"])
@@ -108,10 +103,14 @@ def _train(kind, engine, fused, dtype, epochs=2):
     return net, [p.get_value().copy() for p in net.params]
 
 
+def _hyper(eta, l2):
+    return Network3SGD().hyper(eta, l2)
+
+
 @pytest.mark.parametrize("kind", sorted(NETS))
 def test_fused_matches_step_by_step_and_reference(kind, floatx):
     fused_net, fused = _train(kind, "cpu", True, floatx)
-    assert fused_net._plan is not None, "the fused path was not taken"
+    assert fused_net._program is not None, "the fused path was not taken"
     _, steps = _train(kind, "cpu", False, floatx)
     _, ref = _train(kind, "reference", False, floatx)
     for i, (a, b, c) in enumerate(zip(fused, steps, ref)):
@@ -131,28 +130,60 @@ def test_fused_any_thread_count(threads, cpu_threads, floatx):
         np.testing.assert_allclose(a, c, **_tol(floatx))
 
 
-@pytest.mark.parametrize("fuse_update", [0, 1, 2])
-@pytest.mark.parametrize("kind", ["conv_dropout", "conv_odd", "fc_big"])
-def test_plan_options_match_reference(kind, fuse_update, floatx):
-    """Every variant of the compiled step (where the SGD step happens)
-    trains the reference's weights."""
+def test_fused_ops_and_their_expansion():
+    """The plan emits the two fusions for the cpu engine: a run of conv
+    layers as conv_run_forward / conv_run_backward, a dense layer's backward
+    with its update (backward_update); each expands to exactly the unfused
+    ops, and every unfused op appears once."""
+    np.random.seed(4)
+    net = Network(_conv_net(0.4), MBS, engine="cpu")
+    plan = net._plan
+    train, backward, update = plan.fused_ops()
+    kernels = [op.kernel for op in train + backward + update]
+    assert kernels == ["conv_run_forward",
+                       "dropout_forward", "dense_forward",
+                       "dropout_forward", "dense_forward", "softmax_nll",
+                       "backward_update", "dropout_backward",
+                       "backward_update", "dropout_backward",
+                       "conv_run_backward", "sgd_update", "sgd_update"], kernels
+    expanded = [o for op in train + backward + update for o in op.unfused()]
+    unfused = plan.train + plan.backward + plan.update
+    # the same kernel calls on the same arrays, the updates split by layer
+    assert sorted(o.kernel for o in expanded if o.kernel != "sgd_update") == \
+        sorted(o.kernel for o in unfused if o.kernel != "sgd_update")
+    n_upd = sum(np.asarray(o.args[0]).size for o in expanded if o.kernel == "sgd_update")
+    assert n_upd == sum(p.get_value().size for p in net.params)
+    assert [o.kernel for o in train[0].unfused()] == ["conv_forward", "pool_forward"] * 2
+    assert [o.kernel for o in backward[-1].unfused()] == ["pool_backward", "conv_backward"] * 2
+
+
+@pytest.mark.parametrize("kind", ["conv_dropout", "conv_odd", "fc_big", "fc_dropout"])
+def test_compiled_program_matches_expansion_on_reference(kind, floatx):
+    """The compiled fused list against its expansion called op by op on the
+    NumPy reference (what the reference and cuda engines run)."""
+    from fastnet.engines import get_engine
+    from fastnet.plan import _Env, run_ops
     np.random.seed(5)
-    a = Network(NETS[kind](), MBS, engine="cpu", fused=False)
+    a = Network(NETS[kind](), MBS, engine="cpu")
     np.random.seed(5)
-    b = Network(NETS[kind](), MBS, engine="reference", fused=False)
+    b = Network(NETS[kind](), MBS, engine="cpu", fused=False)
     x, y = _data(a.n_in, a.n_classes)
     x = np.ascontiguousarray(x.astype(floatx))
-    plan = cpu_trainer.make_plan(a, fuse_update=fuse_update)
-    assert plan._c.fuse_update == fuse_update
-    cpu_trainer.train_steps(plan, x, y, 0, 11, 0.4, 0.02, 3)
-    b.step_count = 3
-    b._train_batches(x, y, 0, 11, 0.4, 0.02)
+    program = _cpu.compile_program(a._plan)
+    _cpu.run_program(program, x, y, 0, 11, _hyper(0.4, 0.02), 3)
+    R = get_engine("reference")
+    train, backward, update = b._plan.fused_ops()
+    for i in range(11):
+        env = _Env(x[i * MBS:(i + 1) * MBS], y[i * MBS:(i + 1) * MBS], 3 + i,
+                   _hyper(0.4, 0.02))
+        for part in (train, backward, update):
+            run_ops(R, [o for op in part for o in op.unfused()], env)
     for p, q in zip(a.params, b.params):
         np.testing.assert_allclose(p.get_value(), q.get_value(), **_tol(floatx, kind))
 
 
-def test_train_steps_directly_matches_steps_and_counter(floatx):
-    """train_steps over a range with a counter0 == the same steps one by one."""
+def test_run_program_directly_matches_steps_and_counter(floatx):
+    """run_program over a range with a counter0 == the same steps one by one."""
     np.random.seed(1)
     a = Network(_fc_net(0.5), MBS, engine="cpu", fused=False)
     np.random.seed(1)
@@ -160,77 +191,108 @@ def test_train_steps_directly_matches_steps_and_counter(floatx):
     x, y = _data(a.n_in, a.n_classes)
     x = np.ascontiguousarray(x.astype(floatx))
     a.step_count = 5
-    a._train_batches(x, y, 2, 7, 0.3, 0.01)
-    plan = cpu_trainer.make_plan(b)
-    cpu_trainer.train_steps(plan, x, y, 2, 7, 0.3, 0.01, 5)
+    a._train_batches(x, y, 2, 7, _hyper(0.3, 0.01))
+    program = _cpu.compile_program(b._plan)
+    cost = _cpu.run_program(program, x, y, 2, 7, _hyper(0.3, 0.01), 5)
     for p, q in zip(a.params, b.params):
         np.testing.assert_allclose(p.get_value(), q.get_value(), **_tol(floatx))
-    assert np.isfinite(plan.last_cost)
+    assert np.isfinite(program.last_cost) and cost == program.last_cost
     # an empty range changes nothing
     before = [p.get_value().copy() for p in b.params]
-    cpu_trainer.train_steps(plan, x, y, 3, 3, 0.3, 0.01, 0)
+    _cpu.run_program(program, x, y, 3, 3, _hyper(0.3, 0.01), 0)
     for p, q in zip(before, b.params):
         np.testing.assert_array_equal(p, q.get_value())
 
 
-def test_plan_follows_parameter_buffers():
-    """set_value between runs is seen by the plan (buffers updated in place)."""
+def test_program_follows_parameter_buffers():
+    """set_value between runs is seen by the program (the flat arrays are
+    updated in place)."""
     np.random.seed(2)
     net = Network(_fc_net(), MBS, engine="cpu")
     x, y = _data(net.n_in, net.n_classes)
     x = x.astype(net.dtype)
-    plan = cpu_trainer.make_plan(net)
+    program = _cpu.compile_program(net._plan)
     net.layers[0].w.set_value(np.zeros_like(net.layers[0].w.get_value()))
-    cpu_trainer.train_steps(plan, x, y, 0, 1, 0.0, 0.0, 0)
+    _cpu.run_program(program, x, y, 0, 1, _hyper(0.0, 0.0), 0)
     assert not np.any(net.layers[0].w.get_value())
 
 
+def test_unaligned_input_is_copied_not_refused():
+    """An unaligned or strided x trains like its contiguous copy."""
+    np.random.seed(2)
+    net = Network(_fc_net(), MBS, engine="cpu")
+    x, y = _data(net.n_in, net.n_classes)
+    x = x.astype(net.dtype)
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    odd = raw[1:].view(x.dtype).reshape(x.shape)
+    odd[...] = x
+    assert not odd.flags.aligned
+    before = [p.get_value() for p in net.params]
+    program = _cpu.compile_program(net._plan)
+    _cpu.run_program(program, odd, y, 0, 3, _hyper(0.1, 0.0), 0)
+    got = [p.get_value() for p in net.params]
+    for p, v in zip(net.params, before):
+        p.set_value(v)
+    _cpu.run_program(program, x, y, 0, 3, _hyper(0.1, 0.0), 0)
+    for p, g in zip(net.params, got):
+        np.testing.assert_array_equal(p.get_value(), g)
+
+
 @pytest.fixture
-def plan_xy():
+def program_xy():
     np.random.seed(3)
     net = Network(_fc_net(), MBS, engine="cpu")
     x, y = _data(net.n_in, net.n_classes)
-    return cpu_trainer.make_plan(net), x.astype(net.dtype), y
+    return net, _cpu.compile_program(net._plan), x.astype(net.dtype), y
 
 
 @pytest.mark.parametrize("change, word", [
-    (dict(plan="nope"), "plan"),
+    (dict(program="nope"), "program"),
     (dict(x=[[0.0]]), "x"),
     (dict(x="float64"), "x"),
     (dict(x="wide"), "x"),
-    (dict(x="fortran"), "x"),
     (dict(y="int64"), "y"),
     (dict(y="short"), "y"),
     (dict(y="label"), "y"),
-    (dict(y="strided"), "y"),
     (dict(first=-1), "first"),
     (dict(first=1.5), "first"),
     (dict(first=5, stop=4), "stop"),
     (dict(stop=12), "stop"),
-    (dict(eta=float("nan")), "eta"),
-    (dict(eta="0.1"), "eta"),
-    (dict(l2=float("inf")), "l2"),
+    (dict(hyper={"eta": float("nan"), "l2": 0.0, "zero": 0.0}), "eta"),
+    (dict(hyper={"eta": "0.1", "l2": 0.0, "zero": 0.0}), "eta"),
+    (dict(hyper={"eta": 0.1, "l2": float("inf"), "zero": 0.0}), "l2"),
+    (dict(hyper={"eta": 0.1, "zero": 0.0}), "l2"),
+    (dict(hyper=[0.1]), "hyper"),
     (dict(counter0=-1), "counter0"),
     (dict(counter0=2.0), "counter0"),
 ])
-def test_train_steps_bad_arguments(plan_xy, change, word):
-    plan, x, y = plan_xy
-    args = dict(plan=plan, x=x, y=y, first=0, stop=2, eta=0.1, l2=0.0, counter0=0)
+def test_run_program_bad_arguments(program_xy, change, word):
+    net, program, x, y = program_xy
+    args = dict(program=program, x=x, y=y, first=0, stop=2, hyper=_hyper(0.1, 0.0),
+                counter0=0)
     args.update(change)
     if args["x"] is not x and isinstance(args["x"], str):
         args["x"] = {"float64": x.astype(np.float64) if x.dtype == np.float32 else x.astype(np.float32),
-                     "wide": np.zeros((x.shape[0], x.shape[1] + 1), x.dtype),
-                     "fortran": np.asfortranarray(x)}[args["x"]]
+                     "wide": np.zeros((x.shape[0], x.shape[1] + 1), x.dtype)}[args["x"]]
     if args["y"] is not y and isinstance(args["y"], str):
         args["y"] = {"int64": y.astype(np.int64), "short": y[:-1],
-                     "label": np.full_like(y, 10), "strided": np.repeat(y, 2)[::2]}[args["y"]]
-    before = [p.get_value().copy() for p in plan.layers[0].params]
+                     "label": np.full_like(y, 10)}[args["y"]]
+    before = [p.get_value().copy() for p in net.params]
     with pytest.raises(ValueError, match=word):
-        cpu_trainer.train_steps(**args)
-    for p, q in zip(before, plan.layers[0].params):
+        _cpu.run_program(**args)
+    for p, q in zip(before, net.params):
         np.testing.assert_array_equal(p, q.get_value())
 
 
-def test_make_plan_bad_network():
-    with pytest.raises(ValueError, match="net"):
-        cpu_trainer.make_plan(object())
+def test_compile_program_bad_plan():
+    with pytest.raises(ValueError, match="plan"):
+        _cpu.compile_program(object())
+
+
+def test_program_refuses_unknown_op():
+    """An op with no compiled kernel is a clear error, not a silent skip."""
+    from fastnet.engines.reference import keep_threshold
+    from fastnet._cpu import trainer
+    with pytest.raises(ValueError, match="no compiled kernel for op 'frobnicate'"):
+        trainer.Program([Op("frobnicate")], 4, 3, 2, np.float32, 1,
+                        lambda a, k: False, keep_threshold)

@@ -57,14 +57,15 @@ def test_update_bad_arguments(kernel_engine):
         e.sum_of_squares(np.ones(3, np.int64))
 
 
-def test_flat_params_update_equals_layer_by_layer():
-    """FlatParams (what a device-resident engine trains with: all weights in
-    one flat array, all biases in another, two sgd_update calls per step)
-    gives the layers views of its arrays, and its update is bitwise the
+def test_plan_flat_groups_update_equals_layer_by_layer():
+    """A Plan keeps every weight in one flat array and every bias in another
+    (two update ops per step whatever the number of layers); the layers'
+    Shared values are views of them, and the update is bitwise the
     layer-by-layer update, L2 on the weights only."""
     from fastnet import ConvPoolLayer, FullyConnectedLayer, SoftmaxLayer
     from fastnet.engines import reference as R
-    from fastnet.params import FlatParams
+    from fastnet.optim import Network3SGD
+    from fastnet.plan import Plan, _Env, run_ops
 
     np.random.seed(5)
     layers = [ConvPoolLayer((3, 1, 3, 3), (2, 1, 8, 8)),
@@ -72,25 +73,70 @@ def test_flat_params_update_equals_layer_by_layer():
     for layer in layers:
         layer.b.set_value(np.random.standard_normal(layer.b.shape))
     dtype = layers[0].w.dtype
-    flat = FlatParams(R, layers, dtype)
+    plan = Plan(layers, 2, R, dtype, Network3SGD(), [0, 0, 0])
+    w_group, b_group = plan.groups[True], plan.groups[False]
+    assert w_group.size == sum(l.w.value.size for l in layers)
+    assert b_group.size == sum(l.b.value.size for l in layers)
+    assert [op.kernel for op in plan.update] == ["sgd_update", "sgd_update"]
     rng = np.random.default_rng(6)
-    for layer, (gw, gb) in zip(layers, flat.grad_views()):
-        assert gw.shape == layer.w.shape and gb.shape == layer.b.shape
-        gw[...] = rng.standard_normal(gw.shape)
-        gb[...] = rng.standard_normal(gb.shape)
-        layer.gw, layer.gb = gw, gb
-    flat.upload()
-    assert flat.w.size == sum(l.w.value.size for l in layers)
-    assert flat.b.size == sum(l.b.value.size for l in layers)
+    w_group.grads[...] = rng.standard_normal(w_group.size)
+    b_group.grads[...] = rng.standard_normal(b_group.size)
     want = []
-    for layer in layers:
-        assert np.shares_memory(layer.w_e, flat.w) and np.shares_memory(layer.gb, flat.gb)
-        assert np.array_equal(layer.w_e, layer.w.value)
+    for i, layer in enumerate(layers):
+        assert np.shares_memory(layer.w.value, w_group.values)
+        assert np.shares_memory(layer.b.value, b_group.values)
+        gw, gb = plan.grads_of(2 * i), plan.grads_of(2 * i + 1)
+        assert gw.shape == layer.w.shape and gb.shape == layer.b.shape
         w, b = layer.w.get_value(), layer.b.get_value()
-        R.sgd_update(w, layer.gw, 0.1, 0.02)
-        R.sgd_update(b, layer.gb, 0.1, 0.0)
+        R.sgd_update(w, gw, 0.1, 0.02)
+        R.sgd_update(b, gb, 0.1, 0.0)
         want.append((w, b))
-    flat.update(0.1, 0.02)
+    run_ops(R, plan.update, _Env(None, None, 0, Network3SGD().hyper(0.1, 0.02)))
     for layer, (w, b) in zip(layers, want):
-        assert np.array_equal(layer.w_e, w) and np.array_equal(layer.b_e, b)
-        assert not np.array_equal(w, layer.w.value)   # the host copy is untouched
+        assert np.array_equal(layer.w.value, w) and np.array_equal(layer.b.value, b)
+
+
+OPTIMIZER_CALLS = [
+    ("momentum_update", 1, [(0.1, 0.9, 0.0, 0.0, 0.0), (0.05, 0.9, 0.3, 1e-3, 0.0),
+                            (0.1, 0.8, 0.0, 0.0, 1.0)]),
+    ("rmsprop_update", 1, [(1e-2, 0.99, 1e-8, 0.0), (1e-3, 0.9, 1e-7, 1e-2)]),
+    ("adagrad_update", 1, [(1e-2, 0.0, 1e-10, 0.0), (1e-2, 0.1, 1e-10, 1e-3)]),
+    ("adam_update", 2, [(1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0), (1e-3, 0.9, 0.999, 1e-8, 1e-2, 1.0),
+                        (1e-3, 0.8, 0.99, 1e-8, 1e-2, 0.0)]),
+]
+STEPPED = ("momentum_update", "adagrad_update", "adam_update")
+
+
+@pytest.mark.parametrize("n", [1, 37, 70001], ids=["one", "odd", "threaded"])
+@pytest.mark.parametrize("name,n_state,calls", OPTIMIZER_CALLS,
+                         ids=[c[0] for c in OPTIMIZER_CALLS])
+def test_optimizer_kernels(kernel_engine, float_dtype, name, n_state, calls, n):
+    """Each optimizer's compiled kernel, three steps in a row (its first-step
+    case, then its state carried), against the reference's update; large
+    enough arrays take the threaded path."""
+    from fastnet.engines import reference as R
+    rtol = 1e-12 if float_dtype == np.float64 else 2e-6
+    rng = np.random.default_rng(21)
+    for hyper in calls:
+        p = rng.standard_normal(n).astype(float_dtype)
+        state = [np.zeros(n, float_dtype) for _ in range(n_state)]
+        mine_p, mine_s = p.copy(), [a.copy() for a in state]
+        for step in (1, 2, 3):
+            g = rng.standard_normal(n).astype(float_dtype)
+            h = hyper + ((float(step),) if name in STEPPED else ())
+            getattr(R, name)(p, g, *state, *h)
+            getattr(kernel_engine, name)(mine_p, g, *mine_s, *h)
+            np.testing.assert_allclose(mine_p, p, rtol=rtol, atol=rtol * np.abs(p).max(),
+                                       err_msg="%s %r step %d" % (name, hyper, step))
+            for a, b in zip(mine_s, state):
+                np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+def test_optimizer_kernel_bad_arguments(kernel_engine):
+    p = np.zeros(5, np.float32)
+    with pytest.raises(ValueError, match="grad"):
+        kernel_engine.adam_update(p, np.zeros(4, np.float32), p.copy(), p.copy(),
+                                  1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="state 1"):
+        kernel_engine.adam_update(p, p.copy(), p.copy(), np.zeros(5, np.float64),
+                                  1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0, 1.0)

@@ -14,6 +14,8 @@ Threads: ``OMP_NUM_THREADS`` if set, else ``os.cpu_count()``;
 BLAS runs single-threaded under the kernels (see fastnet/_cpu/__init__.py).
 """
 
+import os
+
 try:
     from .._cpu import conv as _conv, pool as _pool, dense as _dense
     from .._cpu import softmax as _softmax, update as _update
@@ -26,6 +28,16 @@ except ImportError as e:  # the extension modules were not built
         "engine works without it: get_engine('reference')." % e) from e
 
 from .reference import empty, to_device, to_host, synchronize, keep_threshold  # noqa: F401
+from .. import activations as _activations
+
+# the compiled kernels switch on vec_activations.h's codes: they must be the
+# table's (fastnet/activations.py), which the other engines read
+_built = _dense._activation_codes()
+_table = {a.name: a.code for a in _activations.ALL}
+if _built != _table:
+    raise ImportError("fastnet's compiled kernels were built with activation codes %r "
+                      "but fastnet/activations.py has %r; rebuild the extension"
+                      % (_built, _table))
 
 name = "cpu"
 
@@ -49,15 +61,38 @@ softmax_nll = _softmax.softmax_nll
 softmax_argmax = _softmax.softmax_argmax
 # update
 sgd_update = _update.sgd_update
+momentum_update = _update.momentum_update
+rmsprop_update = _update.rmsprop_update
+adagrad_update = _update.adagrad_update
+adam_update = _update.adam_update
 sum_of_squares = _update.sum_of_squares
-# the compiled training loop: Network runs whole runs of mini-batches through it
-from .cpu_trainer import make_plan, train_steps  # noqa: E402,F401
 
 
 def set_num_threads(n):
     """Run the kernels on n OpenMP threads (n >= 1)."""
     for m in _MODULES:
         m._set_num_threads(n)
+
+
+#: True in a child process forked from one whose kernels had threads
+forked_to_one_thread = False
+
+
+def _after_fork_in_child():
+    """libgomp's thread pool does not survive fork(): a child that opens a
+    parallel region with the parent's thread count waits forever for
+    threads that do not exist.  The child runs the kernels on one thread
+    (set_num_threads(n) there opts back in, at the user's risk; the 'spawn'
+    and 'forkserver' start methods have no such limit)."""
+    global forked_to_one_thread
+    if get_num_threads() > 1:
+        for m in _MODULES:
+            m._set_num_threads(1)
+        forked_to_one_thread = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_num_threads():
@@ -75,3 +110,143 @@ def vector_activations():
     this build (x86-64 with AVX2 or AVX-512, glibc >= 2.35), rather than the
     C library's scalar exp and tanh element by element."""
     return bool(_dense._vector_activations())
+
+
+# ---------------------------------------------------------------------------
+# the compiled training loop: a plan's fused op list run without the GIL
+# ---------------------------------------------------------------------------
+try:
+    from .._cpu import trainer as _trainer
+except ImportError as e:  # the extension module was not built
+    raise ImportError(
+        "fastnet's compiled trainer (fastnet._cpu.trainer) is not built (%s); "
+        "rebuild with `python setup.py build_ext --inplace` or `pip install -e .`"
+        % e) from e
+
+
+def _is_token(a, kind):
+    from ..plan import Token
+    if type(a) is not Token:
+        return False
+    return a.name == kind or (kind == "hyper" and a.name.startswith("hyper:"))
+
+
+class CompiledProgram(object):
+    """What ``compile_program`` returns: the plan's fused ops as a compiled
+    program (csrc/trainer.pyx), rebuilt when the thread count changes."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.ops = [op for part in plan.fused_ops() for op in part]
+        self.n_in = plan.layers[0].n_in_flat
+        self.n_classes = plan.output_layer.n_out_flat
+        self._build()
+
+    def _build(self):
+        self.n_threads = get_num_threads()
+        self._c = _trainer.Program(self.ops, self.plan.mbs, self.n_in, self.n_classes,
+                                   self.plan.dtype, self.n_threads, _is_token,
+                                   keep_threshold)
+        self.hyper_names = [n[len("hyper:"):] for n in self._c.hyper_names]
+
+    @property
+    def opcodes(self):
+        """The kernel names of the program's records, in order."""
+        return list(self._c.opcodes)
+
+    @property
+    def last_cost(self):
+        """Mean NLL of the last mini-batch trained (NaN before any)."""
+        return self._c.last_cost
+
+    def run(self, x, y, first, stop, hyper, counter0):
+        """Train mini-batches first .. stop-1 of (x, y) in one compiled call
+        (see ``run_program`` for the arguments); returns the last cost."""
+        return run_program(self, x, y, first, stop, hyper, counter0)
+
+
+def compile_program(plan):
+    """The compiled training loop of ``plan`` (a fastnet.plan.Plan)."""
+    from ..plan import Plan
+    if not isinstance(plan, Plan):
+        raise ValueError("compile_program: plan must be a fastnet Plan, got %s"
+                         % type(plan).__name__)
+    return CompiledProgram(plan)
+
+
+def _index(value, name):
+    import operator
+    if isinstance(value, bool):
+        raise ValueError("run_program: %s must be an integer, got %r" % (name, value))
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError("run_program: %s must be an integer, got %r" % (name, value))
+
+
+def run_program(program, x, y, first, stop, hyper, counter0):
+    """Train mini-batches first .. stop-1 of (x, y) in one compiled call.
+
+    program: from compile_program;  x (n, n_in) float array of the plan's
+    dtype, C-contiguous;  y (n,) int32 labels in [0, n_classes);  0 <= first
+    <= stop <= n // mini_batch_size;  hyper: the optimizer's hyper-parameters
+    by name (finite reals);  counter0 >= 0 the dropout counter of step
+    ``first`` (step i uses counter0 + i - first).  Every argument is checked
+    here, before the compiled loop runs; a bad one raises ValueError naming it.
+    """
+    import math
+    import numbers
+    import numpy as np
+    if not isinstance(program, CompiledProgram):
+        raise ValueError("run_program: program must come from compile_program, got %s"
+                         % type(program).__name__)
+    plan = program.plan
+    for name, a, dtype in (("x", x, plan.dtype), ("y", y, np.dtype(np.int32))):
+        if not isinstance(a, np.ndarray):
+            raise ValueError("run_program: %s must be a numpy.ndarray, got %s"
+                             % (name, type(a).__name__))
+        if a.dtype != dtype:
+            raise ValueError("run_program: %s has dtype %s; expected %s"
+                             % (name, a.dtype, dtype))
+    if x.ndim != 2 or x.shape[1] != program.n_in:
+        raise ValueError("run_program: x has shape %s; expected (n, %d)"
+                         % (x.shape, program.n_in))
+    if y.shape != (x.shape[0],):
+        raise ValueError("run_program: y has shape %s; expected (%d,) (one label per "
+                         "row of x)" % (y.shape, x.shape[0]))
+    # the compiled loop reads raw memory: an unaligned or strided array is
+    # copied, once per call, rather than refused
+    if not x.flags.c_contiguous or not x.flags.aligned:
+        x = np.ascontiguousarray(x).copy()
+    if not y.flags.c_contiguous or not y.flags.aligned:
+        y = np.ascontiguousarray(y).copy()
+    first = _index(first, "first")
+    stop = _index(stop, "stop")
+    n_batches = x.shape[0] // plan.mbs
+    if not 0 <= first <= n_batches:
+        raise ValueError("run_program: first must be in [0, %d], got %d" % (n_batches, first))
+    if not first <= stop <= n_batches:
+        raise ValueError("run_program: stop must be in [first=%d, n // mini_batch_size=%d], "
+                         "got %d" % (first, n_batches, stop))
+    if not isinstance(hyper, dict):
+        raise ValueError("run_program: hyper must be a dict of the optimizer's "
+                         "hyper-parameters, got %s" % type(hyper).__name__)
+    values = {}
+    for name in program.hyper_names:
+        v = hyper.get(name)
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) \
+                or not math.isfinite(float(v)):
+            raise ValueError("run_program: hyper-parameter %s must be a finite real, "
+                             "got %r" % (name, v))
+        values["hyper:" + name] = float(v)
+    counter0 = _index(counter0, "counter0")
+    if not 0 <= counter0 < (1 << 64) - (stop - first):
+        raise ValueError("run_program: counter0 must be in [0, 2**64), got %d" % counter0)
+    if stop == first:
+        return program.last_cost
+    yb = y[first * plan.mbs:stop * plan.mbs]
+    if yb.size and (int(yb.min()) < 0 or int(yb.max()) >= program.n_classes):
+        raise ValueError("run_program: y has labels outside [0, %d)" % program.n_classes)
+    if program.n_threads != get_num_threads():
+        program._build()
+    return program._c.run(x, y, first, stop, values, counter0)

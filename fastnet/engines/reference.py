@@ -13,6 +13,8 @@ Families, as in csrc/: conv, pool (+ bias + activation), dense
 (+ bias + activation, dropout), softmax (+ NLL), update (SGD + L2).
 """
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -29,9 +31,13 @@ def empty(shape, dtype):
     return np.empty(shape, dtype=dtype)
 
 
-def to_device(a):
-    """An engine array holding a copy of host array ``a`` (C-contiguous)."""
-    return np.array(a, order="C", copy=True)
+def to_device(a, out=None):
+    """An engine array holding a copy of host array ``a`` (C-contiguous), or
+    ``a`` copied into the engine array ``out`` (same shape)."""
+    if out is None:
+        return np.array(a, order="C", copy=True)
+    np.copyto(out, a)
+    return out
 
 
 def to_host(a, out=None):
@@ -300,6 +306,78 @@ def sgd_update(param, grad, eta, l2):
         param -= eta * grad
 
 
+# ---------------------------------------------------------------------------
+# update: the optimizers of fastnet.optim, PyTorch's definitions (2.13,
+# torch/optim/*.py, single-tensor path), element by element in the order
+# PyTorch computes them.  ``step`` is the 1-based step number t; flags
+# (nesterov, decoupled) are 0.0 or 1.0; state arrays start at zero.
+# ---------------------------------------------------------------------------
+def _dtype_scalar(param, v):
+    return param.dtype.type(v)
+
+
+def momentum_update(param, grad, buf, lr, momentum, dampening, weight_decay,
+                    nesterov, step):
+    """torch.optim.SGD with momentum:
+    g = grad + weight_decay * param;  buf = g at step 1, else
+    buf = momentum * buf + (1 - dampening) * g;  g = g + momentum * buf
+    (nesterov) or buf;  param -= lr * g.
+    param, buf  IN/OUT;  grad  IN (same shape)"""
+    f = lambda v: _dtype_scalar(param, v)  # noqa: E731
+    g = grad + f(weight_decay) * param if weight_decay else grad.copy()
+    if step == 1:
+        buf[...] = g
+    else:
+        buf *= f(momentum)
+        buf += f(1.0 - dampening) * g
+    g = g + f(momentum) * buf if nesterov else buf
+    param += f(-lr) * g
+
+
+def rmsprop_update(param, grad, square_avg, lr, alpha, eps, weight_decay):
+    """torch.optim.RMSprop: g = grad + weight_decay * param;
+    v = alpha * v + (1 - alpha) * g^2;  param -= lr * g / (sqrt(v) + eps)
+    (eps outside the root, no bias correction)."""
+    f = lambda v: _dtype_scalar(param, v)  # noqa: E731
+    g = grad + f(weight_decay) * param if weight_decay else grad
+    square_avg *= f(alpha)
+    square_avg += f(1.0 - alpha) * (g * g)
+    param += f(-lr) * (g / (np.sqrt(square_avg) + f(eps)))
+
+
+def adagrad_update(param, grad, sum_sq, lr, lr_decay, eps, weight_decay, step):
+    """torch.optim.Adagrad: g = grad + weight_decay * param;
+    clr = lr / (1 + (t - 1) * lr_decay);  s += g^2;
+    param -= clr * g / (sqrt(s) + eps)."""
+    f = lambda v: _dtype_scalar(param, v)  # noqa: E731
+    g = grad + f(weight_decay) * param if weight_decay else grad
+    clr = lr / (1.0 + (step - 1) * lr_decay)
+    sum_sq += g * g
+    param += f(-clr) * (g / (np.sqrt(sum_sq) + f(eps)))
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
+                weight_decay, decoupled, step):
+    """torch.optim.Adam (decoupled 0: g = grad + weight_decay * param) and
+    AdamW (decoupled 1: param *= 1 - lr * weight_decay first):
+    m = m + (1 - beta1) * (g - m);  v = beta2 * v + (1 - beta2) * g^2;
+    param -= (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
+    f = lambda v: _dtype_scalar(param, v)  # noqa: E731
+    if decoupled:
+        param *= f(1.0 - lr * weight_decay)
+        g = grad
+    else:
+        g = grad + f(weight_decay) * param if weight_decay else grad
+    exp_avg += f(1.0 - beta1) * (g - exp_avg)
+    exp_avg_sq *= f(beta2)
+    exp_avg_sq += f(1.0 - beta2) * (g * g)
+    step_size = lr / (1.0 - beta1 ** step)
+    bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
+    denom = np.sqrt(exp_avg_sq) / f(bc2_sqrt) + f(eps)
+    param += f(-step_size) * (exp_avg / denom)
+
+
 def sum_of_squares(w):
-    """sum(w**2) as a Python float (for the L2 term of the cost)."""
-    return float(np.sum(w * w))
+    """sum(w**2) as a Python float (for the L2 term of the cost), each
+    square and the sum in double (as the compiled engine sums)."""
+    return float(np.sum(np.square(w, dtype=np.float64)))

@@ -118,6 +118,7 @@ def _kernels(dtype):
         for family in _FAMILIES:
             ks.update(_compile_table(family.signatures(key)))
         ks.update(_compile_table(update.signatures(key, update.INIT_RANKS)))
+        ks.update(_compile_table(update.optimizer_signatures(key)))
         if "dropout_bits" not in _S.kernels:
             _S.kernels["dropout_bits"] = _compile_table(dense.bits_signatures())
         _S.kernels[key] = ks
@@ -144,6 +145,7 @@ def kernel_signatures(dtype):
     for family in _FAMILIES:
         table.update(family.signatures(name_))
     table.update(update.signatures(name_))
+    table.update(update.optimizer_signatures(name_))
     table.update(dense.bits_signatures())
     return table
 
@@ -174,14 +176,21 @@ def empty(shape, dtype):
     return cuda.device_array(shape, dtype=dtype, stream=_S.stream)
 
 
-def to_device(a):
-    """A device array holding a copy of host array ``a`` (made C-contiguous).
+def to_device(a, out=None):
+    """A device array holding a copy of host array ``a`` (made C-contiguous),
+    or ``a`` copied into the device array ``out`` (same shape and dtype).
 
     Raises DeviceMemoryError, before copying, when ``a`` would not fit in the
     GPU's free memory.
     """
     init()
     a = np.ascontiguousarray(a)
+    if out is not None:
+        if tuple(out.shape) != a.shape or out.dtype != a.dtype:
+            raise ValueError("to_device: out has shape %s %s, the array %s %s"
+                             % (tuple(out.shape), out.dtype, a.shape, a.dtype))
+        out.copy_to_device(a, stream=_S.stream)
+        return out
     if a.dtype.kind == "f":
         _kernels(a.dtype)
     if a.nbytes >= CHECK_FIT_BYTES:
@@ -636,6 +645,52 @@ def sgd_update(param, grad, eta, l2):
     k(param, grad, eta, l2)
 
 
+def _optimizer(fname, param, grad, state, hyper):
+    """One launch of optimizer ``fname`` over the flat arrays."""
+    key = (fname, param.shape, param.dtype, type(param))
+    k = _S.plans.get(key)
+    n_state = update.OPTIMIZERS[fname][1]
+    if k is None:
+        _check_arrays(fname, param.dtype, param=param, grad=grad,
+                      **{"state %d" % i: a for i, a in enumerate(state)})
+        if len(param.shape) != 1:
+            raise ValueError("%s: param must be a flat (1-d) array, got shape %s"
+                             % (fname, tuple(param.shape)))
+        for aname, a in [("grad", grad)] + [("state %d" % i, a) for i, a in enumerate(state)]:
+            _check_shape(fname, aname, a, param.shape)
+        if len(state) != n_state:
+            raise ValueError("%s: takes %d state arrays, got %d" % (fname, n_state, len(state)))
+        grid, block = update.update_config(param.size)
+        k = _S.plans[key] = _configure(_kernels(param.dtype)[fname], grid, block)
+    _S.launches += 1
+    k(param, grad, *state, *update.optimizer_scalars(fname, hyper))
+
+
+def momentum_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov,
+                    step):
+    """torch.optim.SGD with momentum.  See reference.momentum_update."""
+    _optimizer("momentum_update", param, grad, (buf,),
+               (lr, momentum, dampening, weight_decay, nesterov, step))
+
+
+def rmsprop_update(param, grad, square_avg, lr, alpha, eps, weight_decay):
+    """torch.optim.RMSprop.  See reference.rmsprop_update."""
+    _optimizer("rmsprop_update", param, grad, (square_avg,), (lr, alpha, eps, weight_decay))
+
+
+def adagrad_update(param, grad, sum_sq, lr, lr_decay, eps, weight_decay, step):
+    """torch.optim.Adagrad.  See reference.adagrad_update."""
+    _optimizer("adagrad_update", param, grad, (sum_sq,),
+               (lr, lr_decay, eps, weight_decay, step))
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                decoupled, step):
+    """torch.optim.Adam / AdamW.  See reference.adam_update."""
+    _optimizer("adam_update", param, grad, (exp_avg, exp_avg_sq),
+               (lr, beta1, beta2, eps, weight_decay, decoupled, step))
+
+
 def sum_of_squares(w):
     """sum(w**2) as a DeviceScalar (``float()`` reads it)."""
     key = ("sum_of_squares", w.shape, w.dtype, type(w))
@@ -661,6 +716,7 @@ __all__ = [
     "conv_forward", "conv_backward", "pool_forward", "pool_backward",
     "dense_forward", "dense_backward", "dropout_bits", "keep_threshold",
     "dropout_forward", "dropout_backward", "softmax_forward", "softmax_nll",
-    "softmax_argmax", "sgd_update", "sum_of_squares",
+    "softmax_argmax", "sgd_update", "momentum_update", "rmsprop_update",
+    "adagrad_update", "adam_update", "sum_of_squares",
 ]
 

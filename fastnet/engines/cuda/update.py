@@ -11,6 +11,8 @@ adds them in a fixed order (deterministic, no second launch, no atomics on
 floats).
 """
 
+import math
+
 from numba import cuda
 
 from .common import (TARGET_BLOCKS, TPB, I32, I32_1, array_types, block_sum,
@@ -61,6 +63,94 @@ def sum_of_squares_kernel(w, partial, counter, result, slot):
                 for k in range(nblocks):       # fixed order: deterministic
                     acc += partial[k]
                 result[slot] = acc
+
+
+# ---------------------------------------------------------------------------
+# fastnet.optim's optimizers (PyTorch's definitions; reference.py's *_update
+# for the formulas), on flat 1-d arrays.  The per-call scalars (signs,
+# 1 - beta, bias corrections) are computed on the host in double, as the
+# reference and compiled engines compute them, and passed in the dtype.
+# ---------------------------------------------------------------------------
+def momentum_update_kernel(p, g, buf, neg_lr, momentum, damp1, wd, nesterov, first):
+    for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        gg = g[e]
+        if wd != 0:
+            gg = gg + wd * p[e]
+        if first != 0:
+            b = gg
+        else:
+            b = momentum * buf[e] + damp1 * gg
+        buf[e] = b
+        if nesterov != 0:
+            gg = gg + momentum * b
+        else:
+            gg = b
+        p[e] = p[e] + neg_lr * gg
+
+
+def rmsprop_update_kernel(p, g, v, neg_lr, alpha, alpha1, eps, wd):
+    for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        gg = g[e]
+        if wd != 0:
+            gg = gg + wd * p[e]
+        v[e] = v[e] * alpha + alpha1 * (gg * gg)
+        p[e] = p[e] + neg_lr * (gg / (math.sqrt(v[e]) + eps))
+
+
+def adagrad_update_kernel(p, g, s, neg_clr, eps, wd):
+    for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        gg = g[e]
+        if wd != 0:
+            gg = gg + wd * p[e]
+        s[e] = s[e] + gg * gg
+        p[e] = p[e] + neg_clr * (gg / (math.sqrt(s[e]) + eps))
+
+
+def adam_update_kernel(p, g, m, v, keep, c1, beta2, c2, eps, wd, neg_step, bc2, decoupled):
+    for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        gg = g[e]
+        if decoupled != 0:
+            p[e] = p[e] * keep
+        elif wd != 0:
+            gg = gg + wd * p[e]
+        m[e] = m[e] + c1 * (gg - m[e])
+        v[e] = v[e] * beta2 + c2 * (gg * gg)
+        p[e] = p[e] + neg_step * (m[e] / (math.sqrt(v[e]) / bc2 + eps))
+
+
+def optimizer_scalars(name, h):
+    """The kernel's scalar arguments from the reference signature's
+    hyper-parameters ``h`` (in order), computed in double."""
+    if name == "momentum_update":
+        lr, momentum, dampening, wd, nesterov, step = h
+        return (-lr, momentum, 1.0 - dampening, wd, float(bool(nesterov)),
+                1.0 if step == 1 else 0.0)
+    if name == "rmsprop_update":
+        lr, alpha, eps, wd = h
+        return (-lr, alpha, 1.0 - alpha, eps, wd)
+    if name == "adagrad_update":
+        lr, lr_decay, eps, wd, step = h
+        return (-(lr / (1.0 + (step - 1) * lr_decay)), eps, wd)
+    if name == "adam_update":
+        lr, beta1, beta2, eps, wd, decoupled, step = h
+        return (1.0 - lr * wd, 1.0 - beta1, beta2, 1.0 - beta2, eps, wd,
+                -(lr / (1.0 - beta1 ** step)), math.sqrt(1.0 - beta2 ** step),
+                float(bool(decoupled)))
+    raise ValueError("unknown optimizer kernel %r" % (name,))
+
+
+# name -> (kernel, number of state arrays, number of scalars)
+OPTIMIZERS = {"momentum_update": (momentum_update_kernel, 1, 6),
+              "rmsprop_update": (rmsprop_update_kernel, 1, 5),
+              "adagrad_update": (adagrad_update_kernel, 1, 3),
+              "adam_update": (adam_update_kernel, 2, 9)}
+
+
+def optimizer_signatures(dtype):
+    """{kernel name: (python function, [signature])}: the optimizers, 1-d."""
+    T, T1 = array_types(dtype)[:2]
+    return {name: (fn, [sig(*([T1] * (2 + n_state) + [T] * n_scalars))])
+            for name, (fn, n_state, n_scalars) in OPTIMIZERS.items()}
 
 
 # ---------------------------------------------------------------------------
