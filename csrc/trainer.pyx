@@ -47,7 +47,7 @@ from dense cimport (dense_forward_kernel, dense_backward_kernel,
                     dropout_forward_kernel, dropout_backward_kernel, dense_threads,
                     dense_streams, dense_backward_rows, DENSE_ROW_BLOCK)
 from softmax cimport softmax_nll_kernel
-from update cimport optimizer_update, OPT_SGD, OPT_MOMENTUM, OPT_RMSPROP, OPT_ADAGRAD, OPT_ADAM
+from update cimport optimizer_update
 
 cnp.import_array()
 
@@ -74,11 +74,8 @@ OPCODES = {"dropout_forward": OP_DROPOUT_FORWARD, "dense_forward": OP_DENSE_FORW
            "dropout_backward": OP_DROPOUT_BACKWARD, "backward_update": OP_BACKWARD_UPDATE,
            "conv_run_forward": OP_CONV_RUN_FORWARD,
            "conv_run_backward": OP_CONV_RUN_BACKWARD}
-# the optimizers' kernels (update.pxd): name -> (code, state arrays,
-# hyper-parameters), in the reference signatures
-OPTIMIZERS = {"sgd_update": (OPT_SGD, 0, 2), "momentum_update": (OPT_MOMENTUM, 1, 6),
-              "rmsprop_update": (OPT_RMSPROP, 1, 4), "adagrad_update": (OPT_ADAGRAD, 1, 5),
-              "adam_update": (OPT_ADAM, 2, 7)}
+# the optimizers' kernels (update.pxd), by name: update.pyx's table
+from fastnet._cpu.update import OPTIMIZERS
 
 DEF MAX_ARGS = 8
 DEF MAX_STATE = 4

@@ -6,7 +6,7 @@
 # for why a module cimports its namesake .pxd.
 
 from update cimport (sgd_update_kernel, sum_of_squares_kernel, optimizer_update,
-                    OPT_MOMENTUM, OPT_RMSPROP, OPT_ADAGRAD, OPT_ADAM)
+                    OPT_SGD, OPT_MOMENTUM, OPT_RMSPROP, OPT_ADAGRAD, OPT_ADAM)
 from common cimport (float_typenum, check_array, default_num_threads,
                      checked_num_threads, data)
 cimport numpy as cnp
@@ -77,30 +77,31 @@ cdef _optimizer(str fn, int opt, object param, object grad, tuple state, tuple h
                              <double*>s1, n, h, nt)
 
 
-def momentum_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov,
-                    step):
-    """torch.optim.SGD with momentum (reference.momentum_update)."""
-    _optimizer("momentum_update", OPT_MOMENTUM, param, grad, (buf,),
-               (lr, momentum, dampening, weight_decay, nesterov, step))
+# the optimizers' kernels: name -> (update.pxd code, state arrays,
+# hyper-parameters), arguments in the reference signature's order
+# (param, grad, *state, *hyper).  The trainer (trainer.pyx) and the cpu
+# engine read this table: a new optimizer is its update.pxd formula and a
+# row here.
+OPTIMIZERS = {"sgd_update": (OPT_SGD, 0, 2),
+              "momentum_update": (OPT_MOMENTUM, 1, 6),
+              "rmsprop_update": (OPT_RMSPROP, 1, 4),
+              "adagrad_update": (OPT_ADAGRAD, 1, 5),
+              "adam_update": (OPT_ADAM, 2, 7)}
 
 
-def rmsprop_update(param, grad, square_avg, lr, alpha, eps, weight_decay):
-    """torch.optim.RMSprop (reference.rmsprop_update)."""
-    _optimizer("rmsprop_update", OPT_RMSPROP, param, grad, (square_avg,),
-               (lr, alpha, eps, weight_decay))
+def optimizer_kernel(name):
+    """The checked Python entry point of optimizer kernel ``name``:
+    f(param, grad, *state, *hyper) as reference.py's function of that name."""
+    code, n_state, n_hyper = OPTIMIZERS[name]
 
-
-def adagrad_update(param, grad, sum_sq, lr, lr_decay, eps, weight_decay, step):
-    """torch.optim.Adagrad (reference.adagrad_update)."""
-    _optimizer("adagrad_update", OPT_ADAGRAD, param, grad, (sum_sq,),
-               (lr, lr_decay, eps, weight_decay, step))
-
-
-def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                decoupled, step):
-    """torch.optim.Adam / AdamW (reference.adam_update)."""
-    _optimizer("adam_update", OPT_ADAM, param, grad, (exp_avg, exp_avg_sq),
-               (lr, beta1, beta2, eps, weight_decay, decoupled, step))
+    def kernel(param, grad, *args):
+        if len(args) != n_state + n_hyper:
+            raise TypeError("%s takes %d arguments, got %d"
+                            % (name, 2 + n_state + n_hyper, 2 + len(args)))
+        _optimizer(name, code, param, grad, tuple(args[:n_state]), tuple(args[n_state:]))
+    kernel.__name__ = name
+    kernel.__doc__ = "%s (see fastnet/engines/reference.py's %s)." % (name, name)
+    return kernel
 
 
 def sum_of_squares(w):

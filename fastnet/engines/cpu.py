@@ -61,10 +61,10 @@ softmax_nll = _softmax.softmax_nll
 softmax_argmax = _softmax.softmax_argmax
 # update
 sgd_update = _update.sgd_update
-momentum_update = _update.momentum_update
-rmsprop_update = _update.rmsprop_update
-adagrad_update = _update.adagrad_update
-adam_update = _update.adam_update
+# the optimizers' kernels (update.pyx's table; reference.py's signatures)
+for _name in _update.OPTIMIZERS:
+    if _name != "sgd_update":
+        globals()[_name] = _update.optimizer_kernel(_name)
 sum_of_squares = _update.sum_of_squares
 
 

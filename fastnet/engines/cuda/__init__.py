@@ -666,29 +666,19 @@ def _optimizer(fname, param, grad, state, hyper):
     k(param, grad, *state, *update.optimizer_scalars(fname, hyper))
 
 
-def momentum_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov,
-                    step):
-    """torch.optim.SGD with momentum.  See reference.momentum_update."""
-    _optimizer("momentum_update", param, grad, (buf,),
-               (lr, momentum, dampening, weight_decay, nesterov, step))
+def _optimizer_entry(fname):
+    n_state = update.OPTIMIZERS[fname][1]
+
+    def kernel(param, grad, *args):
+        _optimizer(fname, param, grad, tuple(args[:n_state]), tuple(args[n_state:]))
+    kernel.__name__ = fname
+    kernel.__doc__ = "%s (see fastnet/engines/reference.py's %s)." % (fname, fname)
+    return kernel
 
 
-def rmsprop_update(param, grad, square_avg, lr, alpha, eps, weight_decay):
-    """torch.optim.RMSprop.  See reference.rmsprop_update."""
-    _optimizer("rmsprop_update", param, grad, (square_avg,), (lr, alpha, eps, weight_decay))
-
-
-def adagrad_update(param, grad, sum_sq, lr, lr_decay, eps, weight_decay, step):
-    """torch.optim.Adagrad.  See reference.adagrad_update."""
-    _optimizer("adagrad_update", param, grad, (sum_sq,),
-               (lr, lr_decay, eps, weight_decay, step))
-
-
-def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                decoupled, step):
-    """torch.optim.Adam / AdamW.  See reference.adam_update."""
-    _optimizer("adam_update", param, grad, (exp_avg, exp_avg_sq),
-               (lr, beta1, beta2, eps, weight_decay, decoupled, step))
+# the optimizers' kernels, by name (update.py's table)
+for _name in update.OPTIMIZERS:
+    globals()[_name] = _optimizer_entry(_name)
 
 
 def sum_of_squares(w):
@@ -716,7 +706,6 @@ __all__ = [
     "conv_forward", "conv_backward", "pool_forward", "pool_backward",
     "dense_forward", "dense_backward", "dropout_bits", "keep_threshold",
     "dropout_forward", "dropout_backward", "softmax_forward", "softmax_nll",
-    "softmax_argmax", "sgd_update", "momentum_update", "rmsprop_update",
-    "adagrad_update", "adam_update", "sum_of_squares",
-]
+    "softmax_argmax", "sgd_update", "sum_of_squares",
+] + sorted(update.OPTIMIZERS)
 
