@@ -128,7 +128,7 @@ class _Projection(object):
 
 
 def layer_images(net, x, y, path, bounds=None, n_lines=15, title=None,
-                 figsize=None, dpi=100):
+                 point_size=8, figsize=None, dpi=100):
     """One panel per representation of a 2-input network: the input plane,
     then the output of every hidden layer (the softmax layer is left out: its
     decision is drawn as a dashed line in the last hidden plane when that is
@@ -158,7 +158,7 @@ def layer_images(net, x, y, path, bounds=None, n_lines=15, title=None,
         ax = fig.add_subplot(1, n, panel + 1)
         project = _Projection(point_images[idx])
         _draw_lines(ax, project(line_images[idx]))
-        _scatter(ax, project(point_images[idx]), y)
+        _scatter(ax, project(point_images[idx]), y, size=point_size)
         if idx == 0:
             ax.set_title("input plane", fontsize=9)
         else:
@@ -197,7 +197,7 @@ def _decision_line(ax, a, c, pts):
 
 
 def decision_boundary(net, x, y, path, bounds=None, resolution=150, title=None,
-                      figsize=(4.0, 4.0), dpi=100):
+                      point_size=8, figsize=(4.0, 4.0), dpi=100):
     """The input plane of a 2-input network coloured by its predicted class
     (shade: the probability of that class), the boundary drawn where two
     classes' probabilities are equal, and the points ``x`` coloured by ``y``."""
@@ -224,7 +224,7 @@ def decision_boundary(net, x, y, path, bounds=None, resolution=150, title=None,
     else:
         ax.contour(xx, yy, winner, levels=np.arange(probs.shape[-1]) + 0.5, colors="k",
                    linewidths=1.0, zorder=2)
-    _scatter(ax, x, y)
+    _scatter(ax, x, y, size=point_size)
     ax.set_xlim(bounds[0], bounds[1])
     ax.set_ylim(bounds[2], bounds[3])
     ax.set_title(title or "decision boundary", fontsize=9)
@@ -324,8 +324,8 @@ def gradient_norms(runs, path, layer_names=None, ylabel="||dC/db|| per layer",
     fig = _figure(figsize, dpi)
     plt = _pyplot()
     cmap = plt.get_cmap("viridis")
-    positive = np.concatenate([v[v > 0] for _, _, v in prepared] + [np.array([1e-12])])
-    lo, hi = positive.min(), positive.max()
+    positive = np.concatenate([v[v > 0] for _, _, v in prepared])
+    lo, hi = (positive.min(), positive.max()) if positive.size else (1e-3, 1.0)
     first = None
     for i, (label, steps, values) in enumerate(prepared):
         ax = fig.add_subplot(1, n, i + 1, sharey=first)
@@ -335,6 +335,7 @@ def gradient_norms(runs, path, layer_names=None, ylabel="||dC/db|| per layer",
             name = (layer_names[k] if layer_names is not None and k < len(layer_names)
                     else "layer %d" % k)
             ax.plot(steps, np.where(values[:, k] > 0, values[:, k], np.nan), lw=1.5,
+                    marker="o" if len(steps) <= 30 else None, markersize=3,
                     color=cmap(k / max(n_layers - 1, 1) * 0.9), label=name)
         ax.set_yscale("log")
         ax.set_ylim(lo / 2, hi * 2)
