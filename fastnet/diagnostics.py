@@ -11,6 +11,7 @@ fastnet ``Network`` on any engine and uses nothing but ``net.params``,
 - ``predict_grid(net, bounds)``: class probabilities over the input plane.
 - ``layer_interpolation(layer, points)``: the frames of a continuous move
   from a 2-D layer's input to its output (identity -> affine -> activation).
+- ``majority_vote(predictions)``: an ensemble's labels from its members'.
 - ``gradient_norms(net, x, y)``: per layer, the norms of dC/dw and dC/db
   and the mean |delta| (see its docstring for what delta is here).
 """
@@ -21,7 +22,7 @@ from .layers import FullyConnectedLayer
 
 __all__ = ["count_params", "grid_lines", "plane_grid", "layer_images",
            "predict_grid", "layer_interpolation", "gradient_norms",
-           "decision_line"]
+           "decision_line", "majority_vote"]
 
 
 def count_params(net):
@@ -231,3 +232,24 @@ def gradient_norms(net, x, y, delta_samples=100):
             "mean_abs_delta": abs_delta[k] / n_delta,
         })
     return result
+
+
+def majority_vote(predictions):
+    """The label most members give each sample: ``predictions`` is
+    (n_members, n) integer labels; ties go to the smallest label."""
+    p = np.asarray(predictions)
+    if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] < 1:
+        raise ValueError("majority_vote: predictions must be (n_members, n) labels, got "
+                         "shape %s" % (p.shape,))
+    if p.dtype.kind not in "iu":
+        if p.dtype.kind != "f" or not np.all(p == np.round(p)):
+            raise ValueError("majority_vote: predictions must be integer labels, got %s"
+                             % p.dtype)
+    p = p.astype(np.int64)
+    if (p < 0).any():
+        raise ValueError("majority_vote: predictions hold a negative label (%d)" % p.min())
+    n = p.shape[1]
+    votes = np.zeros((n, int(p.max()) + 1), dtype=np.int64)
+    for member in p:
+        votes[np.arange(n), member] += 1
+    return votes.argmax(axis=1)

@@ -584,13 +584,7 @@ def ensemble_errors(x, y_true, predictions, path, max_images=40, image_shape=Non
     x, y_true = _digit_errors_input(x, y_true, where)
     p = np.asarray(predictions)
     if p.ndim == 2 and p.shape[1] == x.shape[0]:
-        p = p.astype(np.int64)
-        if (p < 0).any():
-            raise ValueError("%s: predictions hold negative labels" % where)
-        votes = np.zeros((x.shape[0], int(p.max()) + 1), dtype=np.int64)
-        for member in p:
-            votes[np.arange(x.shape[0]), member] += 1
-        vote = votes.argmax(axis=1)
+        vote = diagnostics.majority_vote(p)
     elif p.ndim == 1:
         vote = _labels(p, x.shape[0], where)
     else:
