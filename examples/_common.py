@@ -6,6 +6,11 @@ import io
 import os
 import sys
 
+# These networks are small: the compiled kernels' OpenMP threads would spend
+# their time spinning, which collapses on a busy machine (README, "A busy
+# machine"); passive waiting costs little here.  Set before fastnet loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def parse_args(description, argv=None):
     parser = argparse.ArgumentParser(description=description)

@@ -85,7 +85,8 @@ def main(argv=None):
     frames = plot.interpolation_frames(net, 0, *curves_train,
                                        os.path.join(out, "seed000_curves_frames"),
                                        steps=4 if args.quick else 8,
-                                       gif="seed000_curves_bend.gif")
+                                       gif=os.path.abspath(os.path.join(
+                                           out, "seed000_curves_bend.gif")))
     print("wrote %d frames and %s" % (len(frames) - 1, frames[-1]))
 
     # 2. spirals

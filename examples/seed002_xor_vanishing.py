@@ -50,11 +50,14 @@ def xor_part(out, quick):
     epochs = 500
     print("XOR on its four points (%d epochs of full-batch SGD):" % epochs)
     net, acc = train_xor(0, None, 0, epochs, 0.5)
-    print("  no hidden layer:       accuracy %3.0f%%, P(class 1) = %s"
-          % (100 * acc, np.array2string(net.output(x)[:, 1], precision=3)))
+    p1 = net.output(x)[:, 1]
+    print("  no hidden layer:       accuracy %3.0f%%, P(class 1) = %s  (a straight line gets "
+          "at most 3 of the 4 points; by symmetry the cost is least at P = 0.5 everywhere)"
+          % (100 * acc, np.array2string(p1, precision=3)))
     wrote(plot.decision_boundary(net, x, y, os.path.join(out, "seed002_xor_linear.png"),
                                  bounds=(-0.5, 1.5, -0.5, 1.5), point_size=60,
-                                 title="XOR, no hidden layer: %.0f%%" % (100 * acc)))
+                                 title="XOR, no hidden layer: %.0f%%\nP(class 1) = %s"
+                                       % (100 * acc, np.array2string(p1, precision=2))))
     shown = None
     for hidden, activation, eta in ((2, fastnet.tanh, 0.5), (4, fastnet.tanh, 0.5),
                                     (2, fastnet.sigmoid, 2.0)):

@@ -241,8 +241,9 @@ def interpolation_frames(net, layer, x, y, out_dir, steps=8, bounds=None, n_line
     own input: the points and the grid over the input plane as they reach
     that layer, moved from the layer's input (identity) through its affine
     map to its output.  Writes ``out_dir/<prefix>_NN.png`` (2*steps+1 files)
-    and, when ``gif`` is a file name, the same frames as a looping GIF in
-    ``out_dir``.  Returns the list of written paths."""
+    and, when ``gif`` is given, the same frames as a looping GIF at ``gif``
+    (a path; a relative one is taken inside ``out_dir``).  Returns the list
+    of written paths, the GIF last."""
     where = "plot.interpolation_frames"
     if not isinstance(layer, (int, np.integer)) or not -len(net.layers) <= layer < len(net.layers):
         raise ValueError("%s: layer must be an index into the network's %d layers, got %r"
@@ -287,7 +288,7 @@ def interpolation_frames(net, layer, x, y, out_dir, steps=8, bounds=None, n_line
         durations = [frame_ms] * len(frames)
         for i in (0, steps, len(frames) - 1):
             durations[i] = frame_ms * 6
-        gif_path = os.path.join(os.fspath(out_dir), gif)
+        gif_path = os.path.join(os.fspath(out_dir), os.fspath(gif))
         frames[0].save(gif_path, save_all=True, append_images=frames[1:],
                        duration=durations, loop=0, optimize=True)
         paths.append(gif_path)
