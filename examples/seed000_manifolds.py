@@ -7,9 +7,13 @@ to the plane, and where a network of them runs out of room.
    until a straight line separates them (layer images, decision boundary,
    the bend as frames identity -> affine -> tanh and a GIF).
 2. Two spirals: a stack of 2-unit tanh layers untangles the easy spiral; on
-   the tight spiral the same network fails and a wider one succeeds.  Each
-   network is trained from a few seeds, the one with the best validation
-   accuracy is kept, and its accuracy on held-out points is printed.
+   the tight spiral the same network fails and a wider one succeeds.
+3. Concentric circles: no stack of 2-unit tanh layers can pull the inner
+   circle out of the outer one (a tanh layer of full rank keeps the plane's
+   topology); one layer of 3 units can, by lifting it into space.
+Each network of parts 2 and 3 (and the curves' hidden layer) is trained from
+a few seeds, the one with the best validation accuracy is kept, and its
+accuracy on held-out points is printed.
 """
 
 import os
@@ -124,6 +128,20 @@ def main(argv=None):
         wrote(plot.decision_boundary(net, *train,
                                      os.path.join(out, "seed000_spiral_%s.png" % tag),
                                      title="%s\nheld-out %.1f%%" % (label, 100 * score)))
+
+    # 3. concentric circles
+    circles = [datasets.circles(300, inner_radius=0.5, noise=0.05, seed=s) for s in (1, 2, 3)]
+    train, valid, test = circles
+    for widths in ([2, 2, 2], [3]):
+        net, valid_score, seed = best_of(widths, seeds, train, valid, 150 if args.quick else 200,
+                                         0.3)
+        score = accuracy(net, test)
+        label = "circles, %d-unit tanh x%d" % (widths[0], len(widths))
+        print("%s: held-out accuracy %.1f%% (best of %d seeds on validation: seed %d)"
+              % (label, 100 * score, len(seeds), seed))
+        wrote(plot.decision_boundary(net, *train, os.path.join(
+            out, "seed000_circles_%dunits.png" % widths[0]),
+            title="%s\nheld-out %.1f%%" % (label, 100 * score)))
     print("seconds: %.1f" % (time.perf_counter() - t0))
 
 

@@ -55,10 +55,14 @@ def test_seed000_manifolds(tmp_path):
     linear, = percent(r"no hidden layer \(a straight line\): held-out accuracy ([\d.]+)%", out)
     bent, = percent(r"2-2 tanh network: held-out accuracy ([\d.]+)%", out)
     assert bent > linear + 10, out
+    narrow, = percent(r"circles, 2-unit tanh x3: held-out accuracy ([\d.]+)%", out)
+    lifted, = percent(r"circles, 3-unit tanh x1: held-out accuracy ([\d.]+)%", out)
+    assert lifted >= 95.0 and narrow < lifted, out
     assert_pictures(tmp_path, ["seed000_curves_layers.png", "seed000_curves_boundary.png",
                                "seed000_spiral_layers.png", "seed000_spiral_easy.png",
                                "seed000_spiral_tight.png", "seed000_spiral_tight_wide.png",
-                               "seed000_curves_bend.gif",
+                               "seed000_curves_bend.gif", "seed000_circles_2units.png",
+                               "seed000_circles_3units.png",
                                "seed000_curves_frames/frame_00.png"])
 
 
