@@ -497,8 +497,13 @@ def learning_curves(runs, path, labels=None, title=None, figsize=None, dpi=100):
     test accuracy only at a new best validation accuracy, so test points can
     be sparse) or a dict of equal-length lists."""
     where = "plot.learning_curves"
+    def is_epoch_record(item):
+        # one epoch's dict holds numbers; a dict-of-lists run holds lists
+        return isinstance(item, dict) and not any(
+            isinstance(v, (list, tuple, np.ndarray)) for v in item.values())
+
     single = hasattr(runs, "epochs") or isinstance(runs, dict) or (
-        isinstance(runs, (list, tuple)) and runs and isinstance(runs[0], dict))
+        isinstance(runs, (list, tuple)) and len(runs) > 0 and is_epoch_record(runs[0]))
     run_list = [runs] if single else list(runs)
     if not run_list:
         raise ValueError("%s: no runs" % where)

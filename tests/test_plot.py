@@ -111,6 +111,12 @@ def test_learning_curves_from_history_dicts_and_lists(tmp_path):
                  "training_accuracy": [0.6, 0.75, 0.85]}
     check_png(plot.learning_curves([history, with_cost], tmp_path / "two.png",
                                    labels=["a", "b"], figsize=(8, 3), dpi=50), 400, 150)
+    # several dict-of-lists runs are several runs, not one run of epoch dicts
+    check_png(plot.learning_curves([with_cost, {"validation_accuracy": [0.4, 0.6]}],
+                                   tmp_path / "three.png", labels=["a", "b"],
+                                   figsize=(8, 3), dpi=50), 400, 150)
+    with pytest.raises(ValueError, match="2 labels for 1 runs"):
+        plot.learning_curves(history, tmp_path / "bad.png", labels=["a", "b"])
     with pytest.raises(ValueError, match="one entry per epoch"):
         plot.learning_curves({"validation_accuracy": [0.5], "test_accuracy": [0.1, 0.2]},
                              tmp_path / "bad.png")
