@@ -95,7 +95,7 @@ def main(argv=None):
 
     # 2. spirals
     n = 300 if args.quick else 500
-    seeds = range(3) if args.quick else range(5)
+    seeds = range(5)
     epochs = 200 if args.quick else 300
     narrow, wide = [2, 2, 2, 2], [20, 20]
     easy = spiral_sets(EASY_TURNS, n)
