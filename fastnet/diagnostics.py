@@ -188,7 +188,8 @@ def gradient_norms(net, x, y, delta_samples=100):
     taken over the first ``delta_samples`` rows (None: all): the gradient of
     a mini-batch made of one row repeated is exactly that row's dC/db, which
     is its delta for a dense layer (for a ConvPoolLayer, the delta of each
-    feature map summed over its positions).  Layers with dropout see a fresh
+    feature map summed over the positions of its pooled output, where network3
+    adds the bias).  Layers with dropout see a fresh
     mask on every call, so their numbers are then one draw of a random
     quantity.  Nothing is updated.
     """

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet import FullyConnectedLayer, Network, SoftmaxLayer, diagnostics
+from fastnet import ConvPoolLayer, FullyConnectedLayer, Network, SoftmaxLayer, diagnostics
 
 
 @pytest.fixture
@@ -104,16 +104,29 @@ def test_predict_grid_and_decision_line(float64):
     np.testing.assert_allclose(p[:, 0], p[:, 1], rtol=1e-12)
 
 
-def small_net(mbs):
-    np.random.seed(4)
-    net = Network([FullyConnectedLayer(n_in=3, n_out=4, activation_fn=fastnet.sigmoid),
-                   FullyConnectedLayer(n_in=4, n_out=3, activation_fn=fastnet.tanh),
-                   SoftmaxLayer(n_in=3, n_out=2)], mbs)
+def random_output_layer(net):
     # a random output layer: network3's zero start sends no error back
     rng = np.random.RandomState(5)
-    net.layers[-1].w.set_value(rng.normal(0, 1, size=(3, 2)))
-    net.layers[-1].b.set_value(rng.normal(0, 1, size=2))
+    out = net.layers[-1]
+    out.w.set_value(rng.normal(0, 1, size=out.w.shape))
+    out.b.set_value(rng.normal(0, 1, size=out.b.shape))
     return net
+
+
+def dense_net(mbs):
+    np.random.seed(4)
+    return random_output_layer(Network([
+        FullyConnectedLayer(n_in=3, n_out=4, activation_fn=fastnet.sigmoid),
+        FullyConnectedLayer(n_in=4, n_out=3, activation_fn=fastnet.tanh),
+        SoftmaxLayer(n_in=3, n_out=2)], mbs))
+
+
+def conv_net(mbs):
+    np.random.seed(4)
+    return random_output_layer(Network([
+        ConvPoolLayer(image_shape=(mbs, 1, 6, 6), filter_shape=(2, 1, 3, 3), poolsize=(2, 2),
+                      activation_fn=fastnet.tanh),
+        SoftmaxLayer(n_in=2 * 2 * 2, n_out=2)], mbs))
 
 
 def mean_cost(net, x, y):
@@ -136,14 +149,16 @@ def finite_difference(net, param, cost, h=1e-6):
     return grad
 
 
-def test_gradient_norms_equal_finite_differences(float64):
-    net = small_net(mbs=5)
+@pytest.mark.parametrize("build, n_params", [(dense_net, [16, 15, 8]), (conv_net, [20, 18])],
+                         ids=["dense", "conv"])
+def test_gradient_norms_equal_finite_differences(float64, build, n_params):
+    net = build(mbs=5)
     rng = np.random.RandomState(6)
-    x = rng.normal(size=(12, 3))       # 2 complete mini-batches; 2 rows left out
+    x = rng.normal(size=(12, net.n_in))     # 2 complete mini-batches; 2 rows left out
     y = rng.randint(0, 2, size=12)
     rows = diagnostics.gradient_norms(net, x, y, delta_samples=3)
-    assert [r["layer"] for r in rows] == [0, 1, 2]
-    assert [r["n_params"] for r in rows] == [16, 15, 8]
+    assert [r["layer"] for r in rows] == list(range(len(n_params)))
+    assert [r["n_params"] for r in rows] == n_params
 
     def cost():
         return mean_cost(net, x, y)
