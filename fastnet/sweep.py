@@ -61,6 +61,7 @@ RESULT_FILE = "result.json"
 NETWORK_FILE = "network.npz"
 CHECKPOINT_FILE = "checkpoint.npz"
 ERROR_FILE = "error.json"
+RUNNING_FILE = "running.json"      # who trains the run now (host, pid)
 EVENT_TOPIC = "fastnet-sweep"
 _MAX_SPEC_BYTES = 1 << 20
 _MISSING_DASK = ("fastnet.sweep needs dask and distributed, an optional extra: "
@@ -502,6 +503,9 @@ def train_run(run, data, checkpoint_dir=None):
                 checkpoint = os.path.join(run_dir, CHECKPOINT_FILE)
                 if os.path.exists(checkpoint):
                     resumed_from = checkpoint
+                write_json_atomic(os.path.join(run_dir, RUNNING_FILE),
+                                  {"host": outcome["host"], "pid": outcome["pid"],
+                                   "started": time.time()})
             cfg = run.config
             engine = get_engine(cfg["engine"])
             if engine.name == "cpu":
@@ -511,7 +515,10 @@ def train_run(run, data, checkpoint_dir=None):
             np.random.seed(cfg["seed"])
             layers = build_layers(run.network, mbs)
             net = Network(layers, mbs, engine=cfg["engine"])
-            training_data, validation_data, test_data = data
+            # arrays deserialized by Dask may be unaligned views of a
+            # message buffer; the compiled kernels need aligned rows
+            training_data, validation_data, test_data = (
+                tuple(np.require(a, requirements="CA") for a in pair) for pair in data)
             with contextlib.redirect_stdout(log):
                 history = net.SGD(training_data, sgd["epochs"], mbs, sgd["eta"],
                                   validation_data, test_data, lmbda=sgd["lmbda"],
@@ -578,11 +585,13 @@ def record(results_dir, outcome):
     if outcome["status"] == "ok":
         _write_bytes_atomic(os.path.join(run_dir, NETWORK_FILE), blob)
         write_json_atomic(os.path.join(run_dir, RESULT_FILE), outcome)
-        for stale in (CHECKPOINT_FILE, ERROR_FILE):
+        for stale in (CHECKPOINT_FILE, ERROR_FILE, RUNNING_FILE):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(run_dir, stale))
     else:
         write_json_atomic(os.path.join(run_dir, ERROR_FILE), outcome)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(run_dir, RUNNING_FILE))
     return outcome
 
 
@@ -1022,4 +1031,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # through the imported module, so Dask pickles train_run by reference
+    # (not this __main__ copy by value)
+    from fastnet import sweep as _sweep_module
+    sys.exit(_sweep_module.main(sys.argv[1:]))
