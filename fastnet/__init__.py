@@ -13,6 +13,7 @@ from .activations import ReLU, linear, sigmoid, tanh
 from .config import get_floatx, set_floatx
 from .data import load_data_shared, size
 from .engines import available_engines, get_engine
+from .ensemble import Ensemble
 from .layers import ConvPoolLayer, FullyConnectedLayer, SoftmaxLayer
 from .network import Network, TrainingHistory
 from .params import Shared
@@ -22,5 +23,5 @@ __all__ = [
     "Network", "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer",
     "sigmoid", "tanh", "ReLU", "linear", "load_data_shared", "size",
     "set_floatx", "get_floatx", "Shared", "get_engine", "available_engines",
-    "TrainingHistory", "load", "save",
+    "TrainingHistory", "load", "save", "Ensemble",
 ]

@@ -170,6 +170,22 @@ def _layers_from_dicts(specs, mbs, where):
     return layers
 
 
+def _check_layer_list(network, mbs):
+    """Build a layer list once here, so a bad one is a SpecError before any
+    run starts (the user's RNG state is kept)."""
+    from .network import Network
+    state = np.random.get_state()
+    try:
+        layers = build_layers(network, mbs, "spec.network")
+        Network(layers, mbs, engine="reference")
+    except SpecError:
+        raise
+    except ValueError as exc:
+        raise SpecError("spec.network: %s" % exc) from None
+    finally:
+        np.random.set_state(state)
+
+
 def build_layers(network, mini_batch_size, where="network"):
     """The layers a run's ``network`` describes: a builder name, a
     ``{"layers": [...]}`` dict or (library only) a callable."""
@@ -439,6 +455,8 @@ class SweepPlan(object):
                     params[key] = float(default)
             if "epochs" not in params:
                 raise SpecError("spec.sgd: 'epochs' is missing")
+            if isinstance(network, dict):
+                _check_layer_list(network, params["mini_batch_size"])
             for seed in self.seeds:
                 config = {"network": _network_identity(network),
                           "engine": params["engine"], "threads": self.threads,
