@@ -324,7 +324,8 @@ n_out = 10
     assert [o["status"] for o in result.outcomes] == ["ok"] * 3
     [ens] = result.ensembles
     assert len(ens["members"]) == 3 and 0.0 <= ens["accuracy"] <= 1.0
-    test_data = fastnet.datasets.mnist_sample()[2]
+    from fastnet import datasets
+    test_data = datasets.mnist_sample()[2]
     test_data = (test_data[0][:100], test_data[1][:100])
     ensemble = result.ensemble(0)
     assert ensemble.accuracy(test_data) == ens["accuracy"]
@@ -339,7 +340,8 @@ def test_train_ensemble_with_a_callable_builder(tmp_path):
 
     def tiny(mbs):
         return [FullyConnectedLayer(n_in=784, n_out=30), SoftmaxLayer(n_in=30, n_out=10)]
-    tr, va, te = fastnet.datasets.mnist_sample()
+    from fastnet import datasets
+    tr, va, te = datasets.mnist_sample()
     data = ((tr[0][:600], tr[1][:600]), (va[0][:100], va[1][:100]), (te[0][:100], te[1][:100]))
     ensemble, result = sw.train_ensemble(tiny, tmp_path, seeds=(3, 4, 5),
                                          sgd={"epochs": 1, "eta": 0.5, "lmbda": 0.0},
