@@ -835,10 +835,13 @@ def sweep(spec, results_dir, client=None, scheduler=None, workers=None,
         spec = read_spec(spec)
     plan = SweepPlan(spec, threads=threads_per_worker, data=data)
     runs = plan.runs()
-    results_dir = os.fspath(results_dir)
+    # absolute: the workers write the runs' checkpoints there, whatever their cwd
+    results_dir = os.path.abspath(os.fspath(results_dir))
     os.makedirs(results_dir, exist_ok=True)
     if not any(callable(r.network) for r in runs):
-        write_json_atomic(os.path.join(results_dir, "sweep.json"), spec)
+        # the spec as run, for the record (TOML dates and the like as text)
+        write_json_atomic(os.path.join(results_dir, "sweep.json"),
+                          _finite_or_none(json.loads(json.dumps(spec, default=str))))
     t0 = time.perf_counter()
     outcomes = {}
     for run in runs:
@@ -884,6 +887,7 @@ class _Progress(object):
         self.done = skipped
         self.failed = 0
         self.running = set()
+        self.finished_ids = set()
         self.lock = threading.Lock()
         self.callback = callback
         self._report()
@@ -899,12 +903,15 @@ class _Progress(object):
 
     def started(self, run_id):
         with self.lock:
+            if run_id in self.finished_ids:
+                return      # a late event from the worker
             self.running.add(run_id)
             self._report()
 
     def finished(self, run_id, ok):
         with self.lock:
             self.running.discard(run_id)
+            self.finished_ids.add(run_id)
             if ok:
                 self.done += 1
             else:
@@ -1033,10 +1040,8 @@ def main(argv=None):
         result = sweep(args.spec, results, scheduler=args.scheduler, workers=args.workers,
                        threads_per_worker=args.threads_per_worker, serial=args.serial,
                        on_progress=_progress_printer(sys.stderr))
-    except (SpecError, FileNotFoundError) as exc:
-        sys.stderr.write("fastnet sweep: %s\n" % exc)
-        return 2
-    except ImportError as exc:
+    except (ValueError, OSError, ImportError) as exc:
+        # a bad spec, unreadable data, an unreachable scheduler, no dask
         sys.stderr.write("fastnet sweep: %s\n" % exc)
         return 2
     if sys.stderr.isatty():
