@@ -69,9 +69,10 @@ _MISSING_DASK = ("fastnet.sweep needs dask and distributed, an optional extra: "
 
 SPEC_HELP = """\
 A sweep spec (JSON, or TOML with the same keys):
-  network   a builder name (%s) or {"layers": [layer dicts as
-            layer.describe() gives them]}; a ConvPoolLayer's image_shape batch
-            is set to the run's mini_batch_size
+  network   a builder name, one of
+              %s,
+            or {"layers": [layer dicts as layer.describe() gives them]}; a
+            ConvPoolLayer's image_shape batch is set to the run's mini_batch_size
   data      "mnist_sample" (default: the bundled 8,000/1,000/1,000 digits), or
             {"path": FILE_OR_DIR, "features": 784} read by fastnet.data.load_data
             (pickles through fastnet's restricted unpickler); either may add
@@ -80,10 +81,11 @@ A sweep spec (JSON, or TOML with the same keys):
             (eta and lmbda default to the named network's book values,
             mini_batch_size to 10)
   grid      {KEY: [values], ...}: every combination; or
-  runs      [{KEY: value, ...}, ...]: a list; KEY in %s
+  runs      [{KEY: value, ...}, ...]: a list; KEY in
+              %s
   seeds     [0, 1, ...] (default [0]): every run is done once per seed
-  engine    "cpu" (default) or "reference"
-  threads   CPU kernel threads per run (default: --threads-per-worker, else 1)
+  engine    "cpu" (default), "reference" or "cuda"
+  threads   CPU kernel threads per run (default 1; --threads-per-worker overrides it)
   ensemble  true or {"vote": "plurality" | "average"}: the runs that differ
             only by seed also vote as an ensemble on the test data
 """
@@ -495,7 +497,9 @@ def _announce(run_id, state):
     outside a Dask worker."""
     try:
         from distributed import get_worker
-        get_worker().log_event(EVENT_TOPIC, {"run": run_id, "state": state})
+        worker = get_worker()
+        worker.log_event(EVENT_TOPIC, {"run": run_id, "state": state,
+                                       "worker": worker.address})
     except (ImportError, ValueError):
         pass
 
@@ -811,7 +815,9 @@ def _client_for(client, scheduler, workers, threads):
     with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
                                   processes=True, host="127.0.0.1",
                                   dashboard_address=None,
-                                  silence_logs=logging.ERROR) as cluster, \
+                                  # a worker's shutdown race logs ERRORs; a
+                                  # run's own failure is in its outcome
+                                  silence_logs=logging.CRITICAL) as cluster, \
             distributed.Client(cluster) as c:
         yield c
 
@@ -886,7 +892,7 @@ class _Progress(object):
         self.skipped = skipped
         self.done = skipped
         self.failed = 0
-        self.running = set()
+        self.slots = {}         # worker -> the run it trains now (one at a time)
         self.finished_ids = set()
         self.lock = threading.Lock()
         self.callback = callback
@@ -894,23 +900,27 @@ class _Progress(object):
 
     def counts(self):
         return {"total": self.total, "done": self.done, "failed": self.failed,
-                "running": len(self.running), "skipped": self.skipped,
-                "pending": self.total - self.done - self.failed - len(self.running)}
+                "running": len(self._running()), "skipped": self.skipped,
+                "pending": self.total - self.done - self.failed - len(self._running())}
+
+    def _running(self):
+        return set(self.slots.values()) - self.finished_ids
 
     def _report(self):
         if self.callback is not None:
             self.callback(self.counts())
 
-    def started(self, run_id):
+    def started(self, run_id, worker="local"):
+        """``run_id`` started on ``worker``: the run that worker trained
+        before is over, even if its result has not arrived yet."""
         with self.lock:
             if run_id in self.finished_ids:
                 return      # a late event from the worker
-            self.running.add(run_id)
+            self.slots[worker] = run_id
             self._report()
 
     def finished(self, run_id, ok):
         with self.lock:
-            self.running.discard(run_id)
             self.finished_ids.add(run_id)
             if ok:
                 self.done += 1
@@ -927,7 +937,7 @@ def _run_on_dask(client, plan, todo, results_dir, tracker):
     def on_event(event):
         _, msg = event
         if isinstance(msg, dict) and msg.get("run") in pending_ids:
-            tracker.started(msg["run"])
+            tracker.started(msg["run"], msg.get("worker", "?"))
 
     client.subscribe_topic(EVENT_TOPIC, on_event)
     try:

@@ -163,6 +163,10 @@ def test_killed_worker_loses_nothing_and_results_equal_serial(
         _stop([cli])
     assert cli.returncode == 0, err[-3000:]
     assert "runs: 4/4 done, 0 running, 0 failed" in err
+    # the progress display never counts more runs running than workers
+    running = [int(line.split(" done, ")[1].split()[0])
+               for line in err.splitlines() if line.startswith("runs: ")]
+    assert running and max(running) <= 2 and running[-1] == 0
     ref_dir, names = serial_reference
     for name in names:
         result = json.loads((results / name / sw.RESULT_FILE).read_text())
@@ -366,3 +370,21 @@ def test_default_cluster_shape_fits_the_cores():
     assert sw.default_cluster_shape(None, cores=8) == (8, 1)
     assert sw.default_cluster_shape(2, cores=8) == (4, 2)
     assert sw.default_cluster_shape(4, cores=2) == (1, 4)
+
+
+def test_progress_counts_one_run_per_worker():
+    seen = []
+    progress = sw._Progress(5, 1, seen.append)
+    assert seen[-1] == {"total": 5, "done": 1, "failed": 0, "running": 0,
+                        "skipped": 1, "pending": 4}
+    progress.started("a", "w1")
+    progress.started("b", "w2")
+    # w1 starts c before a's result arrived: a is no longer running
+    progress.started("c", "w1")
+    assert seen[-1]["running"] == 2 and seen[-1]["pending"] == 2
+    progress.finished("a", ok=True)
+    progress.finished("b", ok=False)
+    assert seen[-1] == {"total": 5, "done": 2, "failed": 1, "running": 1,
+                        "skipped": 1, "pending": 1}
+    progress.started("b", "w2")          # a late event of a finished run
+    assert seen[-1]["running"] == 1
