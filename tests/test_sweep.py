@@ -388,3 +388,23 @@ def test_progress_counts_one_run_per_worker():
                         "skipped": 1, "pending": 1}
     progress.started("b", "w2")          # a late event of a finished run
     assert seen[-1]["running"] == 1
+
+
+def test_data_from_a_path_and_its_fingerprint_in_the_run_id(tmp_path):
+    from fastnet import datasets
+    tr, va, te = datasets.mnist_sample()
+    names = dict(train_x=tr[0][:300], train_y=tr[1][:300], valid_x=va[0][:50],
+                 valid_y=va[1][:50], test_x=te[0][:50], test_y=te[1][:50])
+    np.savez(tmp_path / "digits.npz", **names)
+    spec = {"network": "fc", "data": {"path": str(tmp_path / "digits.npz")},
+            "sgd": {"epochs": 1}}
+    from_file = sw.sweep(spec, tmp_path / "a", serial=True, plot=False)
+    same = dict(spec, data={"limit": [300, 50, 50]})
+    from_sample = sw.sweep(same, tmp_path / "b", serial=True, plot=False)
+    # the same rows from either source: the same run, the same weights
+    assert from_file.runs[0].id == from_sample.runs[0].id
+    _assert_same_networks(tmp_path / "a", tmp_path / "b", [from_file.runs[0].name])
+    # other rows: another run
+    names["train_y"] = names["train_y"][::-1].copy()
+    np.savez(tmp_path / "digits.npz", **names)
+    assert sw.SweepPlan(spec).runs()[0].id != from_file.runs[0].id
