@@ -256,14 +256,12 @@ def _check_value(key, value, where):
                             % (where, value))
         return value
     if key == "network":
-        if not callable(value):
-            build_check = value if isinstance(value, str) else None
-            if build_check is not None and build_check not in NETWORKS:
-                raise SpecError("%s: unknown network %r; the named networks are %s"
-                                % (where, value, ", ".join(sorted(NETWORKS))))
-            if not isinstance(value, (str, dict)):
-                raise SpecError("%s: network must be a name (%s) or {\"layers\": [...]}, "
-                                "got %r" % (where, ", ".join(sorted(NETWORKS)), value))
+        if isinstance(value, str) and value not in NETWORKS:
+            raise SpecError("%s: unknown network %r; the named networks are %s"
+                            % (where, value, ", ".join(sorted(NETWORKS))))
+        if not (callable(value) or isinstance(value, (str, dict))):
+            raise SpecError("%s: network must be a name (%s) or {\"layers\": [...]}, "
+                            "got %r" % (where, ", ".join(sorted(NETWORKS)), value))
         return value
     raise SpecError("%s: %r cannot be set per run; the keys are %s"
                     % (where, key, ", ".join(SWEEPABLE)))
@@ -516,6 +514,9 @@ def train_run(run, data, checkpoint_dir=None):
                    "swept": run.swept, "host": os.uname().nodename, "pid": os.getpid()}
         log = io.StringIO()
         t0 = time.perf_counter()
+        # in serial mode this is the user's process: give back its RNG and threads
+        rng_state = np.random.get_state()
+        cpu_threads = None
         try:
             checkpoint = None
             resumed_from = None
@@ -531,6 +532,7 @@ def train_run(run, data, checkpoint_dir=None):
             cfg = run.config
             engine = get_engine(cfg["engine"])
             if engine.name == "cpu":
+                cpu_threads = (engine, engine.get_num_threads())
                 engine.set_num_threads(cfg["threads"])
             sgd = cfg["sgd"]
             mbs = sgd["mini_batch_size"]
@@ -556,6 +558,10 @@ def train_run(run, data, checkpoint_dir=None):
         except Exception as exc:   # the run's own failure: reported, not fatal
             outcome.update(status="failed", error="%s: %s" % (type(exc).__name__, exc),
                            traceback=traceback.format_exc())
+        finally:
+            np.random.set_state(rng_state)
+            if cpu_threads is not None:
+                cpu_threads[0].set_num_threads(cpu_threads[1])
         outcome["seconds"] = time.perf_counter() - t0
         outcome["log"] = log.getvalue().splitlines()
         return outcome

@@ -324,8 +324,17 @@ type = "SoftmaxLayer"
 n_in = 576
 n_out = 10
 """)
-    result = sw.sweep(str(spec_path), tmp_path / "out", serial=True, plot=False)
+    cpu = fastnet.get_engine("cpu")
+    threads_before = cpu.get_num_threads()
+    np.random.seed(1234)
+    rng_before = np.random.get_state()[1].copy()
+    result = sw.sweep(str(spec_path), tmp_path / "out", serial=True, plot=False,
+                      threads_per_worker=threads_before + 1)
     assert [o["status"] for o in result.outcomes] == ["ok"] * 3
+    assert result.runs[0].config["threads"] == threads_before + 1
+    # a serial sweep runs in the user's process: its RNG and threads come back
+    assert cpu.get_num_threads() == threads_before
+    assert np.array_equal(np.random.get_state()[1], rng_before)
     [ens] = result.ensembles
     assert len(ens["members"]) == 3 and 0.0 <= ens["accuracy"] <= 1.0
     from fastnet import datasets
