@@ -698,8 +698,9 @@ class SweepResult(object):
         return "\n".join(lines) + "\n"
 
     def plot(self, path):
-        """accuracy against each swept parameter (best validation accuracy
-        per run, and the mean over seeds), as a PNG."""
+        """Accuracy against each swept parameter, as a PNG: each run's best
+        validation accuracy and test accuracy, and their mean over the runs
+        that share a value."""
         try:
             import matplotlib
             matplotlib.use("Agg")
@@ -731,7 +732,7 @@ class SweepResult(object):
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=8)
         n_failed = len(self.failed)
-        fig.suptitle("%s: %d runs%s (points: runs, lines: mean over seeds)"
+        fig.suptitle("%s: %d runs%s (points: runs; lines: mean of the runs at each value)"
                      % (self.plan.name, len(self.outcomes),
                         ", %d failed" % n_failed if n_failed else ""), fontsize=10)
         fig.tight_layout()
