@@ -27,6 +27,7 @@ except ImportError as exc:
     pytest.skip("needs the 'distributed' extra (%s)" % exc, allow_module_level=True)
 
 import fastnet  # noqa: E402
+from fastnet import persist  # noqa: E402
 from fastnet import sweep as sw  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,16 +145,17 @@ def test_killed_worker_loses_nothing_and_results_equal_serial(
                            stderr=subprocess.PIPE, text=True)
     try:
         def training_worker():
-            # a run with a checkpoint and no result yet, trained by one of ours
+            # a run with a checkpoint of an early epoch (so well before its
+            # end, whatever the load), trained by one of our workers
             for run_dir in results.glob("run-*"):
-                if (run_dir / sw.CHECKPOINT_FILE).exists() and \
-                        not (run_dir / sw.RESULT_FILE).exists():
-                    try:
-                        pid = json.loads((run_dir / sw.RUNNING_FILE).read_text())["pid"]
-                    except (OSError, ValueError, KeyError):
-                        continue
-                    if pid in workers:
-                        return run_dir.name, pid
+                try:
+                    meta, _ = persist.read_file(run_dir / sw.CHECKPOINT_FILE,
+                                                persist.CHECKPOINT_FORMAT)
+                    pid = json.loads((run_dir / sw.RUNNING_FILE).read_text())["pid"]
+                except (OSError, ValueError, KeyError):
+                    continue
+                if meta["state"]["epoch"] <= SPEC["sgd"]["epochs"] - 3 and pid in workers:
+                    return run_dir.name, pid
             return None
         run_name, pid = _wait_for(training_worker, "a run mid-training", procs=[cli])
         os.kill(pid, signal.SIGKILL)
@@ -191,12 +193,17 @@ def test_interrupted_sweep_resumes_and_skips_finished_runs(tmp_path, serial_refe
                            env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:
+        def early_epoch(run_dir):
+            try:
+                meta, _ = persist.read_file(run_dir / sw.CHECKPOINT_FILE,
+                                            persist.CHECKPOINT_FORMAT)
+            except (OSError, ValueError):
+                return False
+            return meta["state"]["epoch"] <= SPEC["sgd"]["epochs"] - 3
+
         def second_run_mid_training():
             done = list(results.glob("run-*/" + sw.RESULT_FILE))
-            started = [d for d in results.glob("run-*")
-                       if (d / sw.CHECKPOINT_FILE).exists()
-                       and not (d / sw.RESULT_FILE).exists()]
-            return len(done) >= 1 and started
+            return len(done) >= 1 and any(early_epoch(d) for d in results.glob("run-*"))
         _wait_for(second_run_mid_training, "one run done and one mid-training",
                   procs=[cli])
         cli.send_signal(signal.SIGKILL)
