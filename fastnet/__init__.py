@@ -13,6 +13,7 @@ from .activations import ReLU, linear, sigmoid, tanh
 from .config import get_floatx, set_floatx
 from .data import load_data_shared, size
 from .engines import available_engines, get_engine
+from .ensemble import Ensemble
 from .layers import ConvPoolLayer, DenseOutputLayer, FullyConnectedLayer, SoftmaxLayer
 from .network import Network, TrainingHistory
 from .params import Shared
@@ -23,5 +24,5 @@ __all__ = [
     "Network", "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer", "DenseOutputLayer",
     "sigmoid", "tanh", "ReLU", "linear", "load_data_shared", "size",
     "set_floatx", "get_floatx", "Shared", "get_engine", "available_engines",
-    "TrainingHistory", "load", "save", "optim",
+    "TrainingHistory", "load", "save", "optim", "Ensemble",
 ]
