@@ -16,7 +16,7 @@ cimport numpy as cnp
 cnp.import_array()
 import numpy as np
 
-from fastnet.engines.reference import keep_threshold
+from fastnet.dropout import keep_threshold
 
 cdef int _num_threads = default_num_threads()
 

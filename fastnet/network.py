@@ -161,6 +161,7 @@ class Network(object):
                         "Network: layer %d was built with floatX %s but layer 0 with %s; "
                         "build all layers after the same set_floatx" % (i, p.dtype, self.dtype))
         seed = _seed_from_global_rng()
+        self._shuffle_seed = _splitmix64(seed + len(self.layers)) >> 1
         for i, layer in enumerate(self.layers):
             if hasattr(layer, "dropout_seed"):
                 layer.dropout_seed = _splitmix64(seed + i)
@@ -339,7 +340,7 @@ class Network(object):
     # ------------------------------------------------------------------
     def SGD(self, training_data, epochs, mini_batch_size, eta,
             validation_data, test_data, lmbda=0.0, progress=False,
-            checkpoint=None, optimizer=None):
+            checkpoint=None, optimizer=None, shuffle=False):
         """Train the network using mini-batch stochastic gradient descent.
 
         As network3: ``epochs`` passes over ``training_data`` in order,
@@ -364,13 +365,13 @@ class Network(object):
         try:
             return self._sgd(training_data, epochs, mini_batch_size, eta,
                              validation_data, test_data, lmbda, progress, checkpoint,
-                             optimizer)
+                             optimizer, shuffle)
         finally:
             with self._lock:
                 self._training_thread = None
 
     def _sgd(self, training_data, epochs, mini_batch_size, eta, validation_data,
-             test_data, lmbda, progress, checkpoint, optimizer):
+             test_data, lmbda, progress, checkpoint, optimizer, shuffle):
         epochs = self._check_count(epochs, "epochs")
         sgd_mbs = self._check_count(mini_batch_size, "mini_batch_size")
         if sgd_mbs != self.mini_batch_size:
@@ -402,6 +403,9 @@ class Network(object):
                "n_valid": int(valid_x.shape[0]), "n_test": int(test_x.shape[0])}
         if not isinstance(plan.optimizer, Network3SGD):
             run["optimizer"] = plan.optimizer.describe()
+        shuffle_seed = self._check_shuffle(shuffle)
+        if shuffle_seed is not None:
+            run["shuffle"] = shuffle_seed
         state = {"epoch": 0, "minibatch_index": 0,
                  "best_validation_accuracy": 0.0, "best_iteration": None,
                  "test_accuracy": None, "history": []}
@@ -444,6 +448,11 @@ class Network(object):
         first_batch = state["minibatch_index"]
         try:
             for epoch in range(state["epoch"], epochs):
+                if shuffle_seed is not None:
+                    order = np.random.Generator(np.random.PCG64(
+                        [shuffle_seed, epoch])).permutation(train_x.shape[0])
+                    with self._lock:
+                        tx_e, ty_e = self._to_engine(train_x[order], train_y[order])
                 t0 = time.perf_counter()
                 minibatch_index = first_batch
                 while minibatch_index < num_training_batches:
@@ -553,6 +562,18 @@ class Network(object):
             raise ValueError("SGD: %s is %g%s, which is 0 in %s (smallest %g): training "
                              "would change nothing" % (what, value, source, self.dtype,
                                                         np.finfo(self.dtype).smallest_subnormal))
+
+    def _check_shuffle(self, shuffle):
+        """The seed of the epochs' orders, or None for network3's order."""
+        if shuffle is False or shuffle is None:
+            return None
+        if shuffle is True:
+            return int(self._shuffle_seed)
+        if isinstance(shuffle, (bool, np.bool_)) or not isinstance(shuffle, (int, np.integer)) \
+                or shuffle < 0:
+            raise ValueError("SGD: shuffle must be True, False or a seed (an integer >= 0), "
+                             "got %r" % (shuffle,))
+        return int(shuffle)
 
     def _check_optimizer(self, optimizer, eta, lmbda):
         """The optimizer of this call: network3's SGD (kept across calls)
@@ -716,6 +737,28 @@ class Network(object):
     def accuracy(self, data):
         """Mean of the per-mini-batch accuracies, as network3 reports it."""
         return float(np.mean(self.batch_accuracies(data)))
+
+    def summary(self, print_fn=print):
+        """Print each layer's type, output shape and parameter count, and the
+        total (as Keras's model.summary); returns the total."""
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        total = 0
+        for i, layer in enumerate(self.layers):
+            n = sum(int(np.prod(shape)) for _, shape, _ in layer.param_shapes())
+            total += n
+            shape = "(None, %s)" % ", ".join(str(d) for d in layer.out_shape)
+            rows.append(("%d %s" % (i, type(layer).__name__), shape, "{:,}".format(n)))
+        widths = [max(len(r[c]) for r in rows) + 2 for c in range(3)]
+        line = "-" * sum(widths)
+        out = ["Network (mini-batch size %d, engine %s)" % (self.mini_batch_size,
+                                                          self.engine.name), line]
+        for k, r in enumerate(rows):
+            out.append("".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+            if k == 0:
+                out.append("=" * sum(widths))
+        out += [line, "Total params: {:,}".format(total)]
+        print_fn("\n".join(out))
+        return total
 
     def train_batch(self, x, y, optimizer=None):
         """One training step on the rows of x (any count from 1 to the

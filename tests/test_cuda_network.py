@@ -130,3 +130,31 @@ else:
             net.SGD(data(n_batches * MBS, 1), 1, MBS, 0.1, valid, test)
             counts.append(E.launch_count() - start)
         assert counts[1] - counts[0] == expected
+
+
+if IN_SIMULATOR:
+    from fastnet import DenseOutputLayer, optim, tanh, sigmoid
+
+    @pytest.mark.parametrize("loss", ["binary_crossentropy", "mse"])
+    def test_optimizers_and_dense_output_match_reference(floatx, loss, capsys):
+        """XOR-sized: 2-4 tanh-1 sigmoid, Adam then Nesterov momentum through
+        the public SGD (state carried between the calls), train_batch with a
+        partial batch, evaluate_batches: the cuda engine equals the reference."""
+        x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=floatx)
+        t = np.array([[0], [1], [1], [0]], dtype=floatx)
+        results = []
+        for where in ({"engine": "reference"}, {"device": "cuda"}):
+            np.random.seed(3)
+            net = Network([FullyConnectedLayer(2, 4, activation_fn=tanh),
+                           DenseOutputLayer(4, 1, activation_fn=sigmoid, loss=loss)], 4, **where)
+            adam = optim.Adam(lr=0.05)
+            net.SGD((x, t), 1, 4, 0.05, (x, t), (x, t), optimizer=adam)
+            net.SGD((x, t), 1, 4, 0.05, (x, t), (x, t), optimizer=adam)
+            loss_b, acc_b = net.train_batch(x[:3], t[:3], optim.SGD(0.1, momentum=0.9,
+                                                                    nesterov=True))
+            results.append((params(net), loss_b, net.evaluate_batches(x, t)))
+        capsys.readouterr()
+        (p_ref, l_ref, e_ref), (p_cud, l_cud, e_cud) = results
+        assert_same_params(p_cud, p_ref, RTOL[floatx])
+        np.testing.assert_allclose(l_cud, l_ref, rtol=RTOL[floatx])
+        np.testing.assert_allclose(e_cud, e_ref, rtol=RTOL[floatx])
