@@ -49,6 +49,7 @@ class TrainingHistory(object):
         self.test_accuracy = None
         self.training_seconds = 0.0
         self.samples_trained = 0
+        self.stopped_early = False
 
     @property
     def samples_per_second(self):
@@ -340,7 +341,8 @@ class Network(object):
     # ------------------------------------------------------------------
     def SGD(self, training_data, epochs, mini_batch_size, eta,
             validation_data, test_data, lmbda=0.0, progress=False,
-            checkpoint=None, optimizer=None, shuffle=False):
+            checkpoint=None, optimizer=None, shuffle=False, patience=None,
+            eta_schedule=None, monitor_training=False):
         """Train the network using mini-batch stochastic gradient descent.
 
         As network3: ``epochs`` passes over ``training_data`` in order,
@@ -365,13 +367,15 @@ class Network(object):
         try:
             return self._sgd(training_data, epochs, mini_batch_size, eta,
                              validation_data, test_data, lmbda, progress, checkpoint,
-                             optimizer, shuffle)
+                             optimizer, shuffle, patience, eta_schedule, monitor_training)
         finally:
             with self._lock:
                 self._training_thread = None
 
     def _sgd(self, training_data, epochs, mini_batch_size, eta, validation_data,
-             test_data, lmbda, progress, checkpoint, optimizer, shuffle):
+             test_data, lmbda, progress, checkpoint, optimizer, shuffle, patience,
+             eta_schedule, monitor_training):
+        from . import schedules
         epochs = self._check_count(epochs, "epochs")
         sgd_mbs = self._check_count(mini_batch_size, "mini_batch_size")
         if sgd_mbs != self.mini_batch_size:
@@ -406,10 +410,28 @@ class Network(object):
         shuffle_seed = self._check_shuffle(shuffle)
         if shuffle_seed is not None:
             run["shuffle"] = shuffle_seed
+        if patience is not None:
+            if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) \
+                    or patience < 1:
+                raise ValueError("SGD: patience must be an integer >= 1 (epochs without a "
+                                 "new best), got %r" % (patience,))
+            run["patience"] = patience = int(patience)
+        if eta_schedule is not None:
+            if not (callable(eta_schedule) or hasattr(eta_schedule, "eta")):
+                raise ValueError("SGD: eta_schedule must be a fastnet.schedules schedule or "
+                                 "a function of the epoch, got %r" % (eta_schedule,))
+            run["eta_schedule"] = schedules.describe(eta_schedule)
+        if monitor_training:
+            run["monitor_training"] = True
+        lr_key = "eta" if "eta" in hyper else "lr" if "lr" in hyper else None
+        if eta_schedule is not None and lr_key is None:
+            raise ValueError("SGD: eta_schedule needs an optimizer with a learning rate")
+        base_lr = hyper.get(lr_key)
         state = {"epoch": 0, "minibatch_index": 0,
                  "best_validation_accuracy": 0.0, "best_iteration": None,
                  "test_accuracy": None, "history": []}
         data_fingerprints = None
+        resumed = None
         if checkpoint is not None:
             from . import persist
             # once per call (one pass over the data), reused by every save
@@ -426,16 +448,24 @@ class Network(object):
         best_iteration = state["best_iteration"]
         test_accuracy = state["test_accuracy"]
 
+        best_params = None
+        if checkpoint is not None and patience is not None and resumed is not None:
+            best_params = resumed.pop("best_params", None)
+        stopped = state.get("stopped_early", False)
+
         def save(epoch, minibatch_index):
             if checkpoint is None:
                 return
             from . import persist
             self._params_to_host()
-            persist.save_checkpoint(checkpoint, self, run, {
-                "epoch": epoch, "minibatch_index": minibatch_index,
-                "best_validation_accuracy": best_validation_accuracy,
-                "best_iteration": best_iteration, "test_accuracy": test_accuracy,
-                "history": history.epochs}, data_fingerprints)
+            st = {"epoch": epoch, "minibatch_index": minibatch_index,
+                  "best_validation_accuracy": best_validation_accuracy,
+                  "best_iteration": best_iteration, "test_accuracy": test_accuracy,
+                  "history": history.epochs}
+            if stopped:
+                st["stopped_early"] = True
+            persist.save_checkpoint(checkpoint, self, run, st, data_fingerprints,
+                                    best_params=best_params)
 
         with self._lock:
             self._params_to_engine()
@@ -448,6 +478,22 @@ class Network(object):
         first_batch = state["minibatch_index"]
         try:
             for epoch in range(state["epoch"], epochs):
+                if stopped:
+                    break
+                epoch_eta = base_lr
+                if eta_schedule is not None:
+                    epoch_eta = schedules.eta_for_epoch(eta_schedule, eta, epoch, history.epochs)
+                    if epoch_eta is None:
+                        stopped = True
+                        print("Stopping: the learning-rate schedule reached its floor "
+                              "after epoch {0}.".format(epoch - 1))
+                        with self._lock:
+                            save(epochs, 0)
+                        break
+                    if base_lr != eta:       # an optimizer: its lr scaled alike
+                        epoch_eta = epoch_eta * (base_lr / eta)
+                    self._check_in_floatx(epoch_eta, "the scheduled learning rate")
+                    hyper = dict(hyper, **{lr_key: epoch_eta})
                 if shuffle_seed is not None:
                     order = np.random.Generator(np.random.PCG64(
                         [shuffle_seed, epoch])).permutation(train_x.shape[0])
@@ -503,6 +549,11 @@ class Network(object):
                     epoch, validation_accuracy))
                 record = {"epoch": epoch, "validation_accuracy": validation_accuracy,
                           "test_accuracy": None, "seconds": seconds}
+                if lr_key is not None:
+                    record["eta"] = epoch_eta
+                if monitor_training:
+                    record["training_cost"], record["training_accuracy"] = \
+                        self.evaluate_batches(train_x, train_y)
                 if validation_accuracy >= best_validation_accuracy:
                     print("This is the best validation accuracy to date.")
                     best_validation_accuracy = validation_accuracy
@@ -513,14 +564,30 @@ class Network(object):
                     print("The corresponding test accuracy is {0:.2%}".format(
                         test_accuracy))
                     record["test_accuracy"] = test_accuracy
+                    if patience is not None:
+                        best_params = [a.copy() for a in last_good]
                 history.epochs.append(record)
+                if patience is not None:
+                    since = 0
+                    for r in reversed(history.epochs):
+                        if r["test_accuracy"] is not None:
+                            break
+                        since += 1
+                    if since >= patience:
+                        stopped = True
+                        print("Stopping early: no new best validation accuracy in {0} "
+                              "epochs.".format(since))
                 with self._lock:
-                    save(epoch + 1, 0)
+                    save(epochs if stopped else epoch + 1, 0)
         finally:
             if interrupted is not None:
                 interrupted.restore()
             with self._lock:
                 self._device_live = False
+                self._params_to_host()
+        if stopped and patience is not None and best_params is not None:
+            with self._lock:
+                self._restore(best_params)
                 self._params_to_host()
         if interrupted is not None and interrupted.raised:
             # Ctrl-C after the last mini-batch (during the last evaluation):
@@ -532,6 +599,7 @@ class Network(object):
         print("Best validation accuracy of {0:.2%} obtained at iteration {1}".format(
             best_validation_accuracy, best_iteration))
         print("Corresponding test accuracy of {0:.2%}".format(test_accuracy))
+        history.stopped_early = bool(stopped)
         history.best_validation_accuracy = best_validation_accuracy
         history.best_iteration = best_iteration
         history.test_accuracy = test_accuracy
