@@ -70,6 +70,20 @@ def skip_or_fail(reason):
     pytest.skip(reason)
 
 
+def import_or_skip(module, install_hint):
+    """The module ``module``; when it is not installed, skip (the whole test
+    module at import time) saying ``install_hint`` -- in CI, fail instead."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        reason = "%s is not installed (%s): %s" % (module, install_hint, exc)
+        if in_ci():
+            pytest.fail(reason + " -- and CI is set, where this must not be skipped",
+                        pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
+
+
 def engine_names():
     """Engines the tests run on: FASTNET_TEST_ENGINES (comma-separated) or
     reference and cpu.  cuda only when asked for (no GPU in CI)."""

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+import conformance_util as cu
 import fastnet
 from fastnet import progress as P
 
@@ -46,7 +47,7 @@ def test_plain_lines_are_throttled_in_time(monkeypatch):
 
 
 def test_bar_on_a_terminal():
-    pytest.importorskip("tqdm", reason="the test extra installs tqdm")
+    cu.import_or_skip("tqdm", "the test extra installs it: pip install '.[test]'")
     term = FakeTerminal()
     p = P.EpochProgress(1, 50, 10, stream=term)
     assert p._bar is not None
@@ -68,7 +69,7 @@ def test_without_tqdm_a_terminal_gets_plain_lines(monkeypatch):
 
 
 def test_an_unfinished_bar_is_closed_by_the_next_epoch():
-    pytest.importorskip("tqdm", reason="the test extra installs tqdm")
+    cu.import_or_skip("tqdm", "the test extra installs it: pip install '.[test]'")
     term = FakeTerminal()
     run = P.Progress(10, stream=term)
     run.update(0, 5, 20, t0=1.0)        # epoch 0 stops early (an exception in SGD)
