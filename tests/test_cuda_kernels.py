@@ -47,6 +47,7 @@ def run_under_simulator(path, timeout=900):
 
 
 if not IN_SIMULATOR:
+    @pytest.mark.slow    # a minute or more: -m "not slow" leaves it out
     def test_kernels_under_cuda_simulator():
         run_under_simulator(os.path.abspath(__file__))
 

@@ -30,6 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 if not IN_SIMULATOR:
+    @pytest.mark.slow    # a minute or more: -m "not slow" leaves it out
     def test_network_under_cuda_simulator():
         env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
         env["PYTHONPATH"] = os.pathsep.join(
