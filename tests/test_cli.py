@@ -14,6 +14,18 @@ from fastnet import cli
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(autouse=True)
+def _keep_import_state(monkeypatch):
+    """`bench` puts the checkout on sys.path and imports bench/: undo it, so
+    that later tests import network3 and fastnet from where they did before."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        if name == "bench" or name.startswith("bench."):
+            del sys.modules[name]
+
+
 def run(capsys, *argv):
     status = cli.main(list(argv), prog="fastnet")
     out, err = capsys.readouterr()
