@@ -14,7 +14,6 @@ number of training mini-batches.
 
 import hashlib
 import os
-import sys
 import threading
 import time
 import warnings
@@ -350,7 +349,8 @@ class Network(object):
         validation accuracy is the best to date (``>=``).  Data are network3's
         shared pairs or plain ``(x, y)`` NumPy pairs.
 
-        New keywords: ``progress=True`` draws a progress line on stderr;
+        New keywords: ``progress=True`` shows progress on stderr (a tqdm bar on
+        a terminal, else a plain line per epoch: fastnet/progress.py);
         ``checkpoint="path.npz"`` saves the whole training state atomically
         after every epoch (and on Ctrl-C) and, when the file exists at the
         start, resumes from it -- only for the same network, arguments and
@@ -537,8 +537,6 @@ class Network(object):
                 history.training_seconds += seconds
                 history.samples_trained += (num_training_batches - first_batch) * mbs
                 first_batch = 0
-                if progress:
-                    sys.stderr.write("\n")
                 with self._lock:
                     last_good = self._snapshot()
                     # iteration is the last mini-batch of this epoch
@@ -698,12 +696,12 @@ class Network(object):
                 stacklevel=4)
 
     def _progress(self, epoch, done, total, t0):
-        rate = done * self.mini_batch_size / max(time.perf_counter() - t0, 1e-9)
-        width = 30
-        filled = int(width * done / total)
-        sys.stderr.write("\r  epoch %d [%s%s] %d/%d mini-batches, %.0f samples/s"
-                         % (epoch, "#" * filled, "." * (width - filled), done, total, rate))
-        sys.stderr.flush()
+        # fastnet/progress.py: a tqdm bar on a terminal, plain lines in a log
+        from .progress import Progress
+        reporter = getattr(self, "_progress_reporter", None)
+        if reporter is None or reporter.mini_batch_size != self.mini_batch_size:
+            reporter = self._progress_reporter = Progress(self.mini_batch_size)
+        reporter.update(epoch, done, total, t0)
 
     def _snapshot(self):
         self._params_to_host()
