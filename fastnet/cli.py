@@ -18,6 +18,7 @@ COMMANDS = (
     ("info", "version, engines, floatX, threads, CPU features and installed extras"),
     ("bench", "the benchmark suite against PyTorch, JAX, network3 (source checkout)"),
     ("sweep", "hyper-parameter sweeps (fastnet.sweep)"),
+    ("expand", "write the chapter's expanded training set (one-pixel shifts)"),
 )
 
 
@@ -264,7 +265,15 @@ def sweep(argv, prog):
 # ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
-HANDLERS = {"demo": demo, "info": info, "bench": bench, "sweep": sweep}
+def expand(argv, prog):
+    from . import expand as module
+    try:
+        return module.main(argv, prog)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise UsageError("%s: error: %s" % (prog, exc)) from None
+
+
+HANDLERS = {"demo": demo, "info": info, "bench": bench, "sweep": sweep, "expand": expand}
 
 
 def _top_parser(prog):
