@@ -19,6 +19,7 @@ COMMANDS = (
     ("bench", "the benchmark suite against PyTorch, JAX, network3 (source checkout)"),
     ("sweep", "hyper-parameter sweeps (fastnet.sweep)"),
     ("expand", "write the chapter's expanded training set (one-pixel shifts)"),
+    ("chapter6", "chapter 6's results ladder, shallow net to ensemble, beside the book's"),
 )
 
 
@@ -273,7 +274,16 @@ def expand(argv, prog):
         raise UsageError("%s: error: %s" % (prog, exc)) from None
 
 
-HANDLERS = {"demo": demo, "info": info, "bench": bench, "sweep": sweep, "expand": expand}
+def chapter6(argv, prog):
+    from . import chapter6 as module
+    try:
+        return module.main(argv, prog)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError("%s: error: %s" % (prog, exc)) from None
+
+
+HANDLERS = {"demo": demo, "info": info, "bench": bench, "sweep": sweep, "expand": expand,
+            "chapter6": chapter6}
 
 
 def _top_parser(prog):
