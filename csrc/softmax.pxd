@@ -1,5 +1,6 @@
-# softmax: inference probabilities; fused softmax + mean NLL + its gradient;
-# the predicted class.
+# softmax and the other costs: inference probabilities; fused softmax +
+# mean NLL + its gradient; the predicted class; sigmoid + mean binary
+# cross-entropy and the mean squared error (DenseOutputLayer's costs).
 #
 # Shape letters: N batch, K classes.  All arrays are C-contiguous; labels
 # are int32 in [0, K) (the entry points check them).
@@ -7,11 +8,11 @@
 # Inline nogil kernels over raw pointers, cimported by softmax.pyx and by any
 # compiled trainer.  Row sums and the cost are accumulated in double.
 
-from libc.math cimport exp, expf, log, NAN
+from libc.math cimport exp, expf, log, log1p, fabs, NAN
 from libc.stdint cimport int32_t
 from cython.parallel cimport prange
 
-from common cimport floating, threads_for
+from common cimport floating, threads_for, bias_activate, SIGMOID
 
 
 cdef inline double softmax_row(const floating* z, floating* p, Py_ssize_t K,
@@ -109,3 +110,45 @@ cdef inline void softmax_argmax_kernel(const floating* probs, int32_t* yout,
                 if p[k] > p[best]:
                     best = k
         yout[n] = <int32_t>best
+
+
+cdef inline double sigmoid_bce_kernel(const floating* logits, const floating* targets,
+                                      floating* probs, floating* dlogits,
+                                      Py_ssize_t n) noexcept nogil:
+    """Mean binary cross-entropy of sigmoid outputs, and its gradient, over
+    n = N*K elements: probs = sigmoid(logits) (dense_forward's sigmoid);
+    returns mean of softplus(z) - t z (in double);  dlogits = (p - t) / n.
+
+    logits, targets (n,)  IN;  probs, dlogits (n,)  OUT
+    """
+    cdef Py_ssize_t i
+    cdef double z, cost = 0
+    if n == 0:
+        return NAN
+    for i in range(n):
+        probs[i] = logits[i]
+    bias_activate(probs, n, 0, SIGMOID)
+    for i in range(n):
+        z = logits[i]
+        cost += ((z if z > 0 else 0) + log1p(exp(-fabs(z)))) - <double>targets[i] * z
+        dlogits[i] = (probs[i] - targets[i]) / <floating>n
+    return cost / n
+
+
+cdef inline double mse_kernel(const floating* out, const floating* targets,
+                              floating* dout, Py_ssize_t n) noexcept nogil:
+    """Mean squared error over n = N*K elements (in double), and its
+    gradient w.r.t. out: dout = 2 (out - t) / n.
+
+    out, targets (n,)  IN;  dout (n,)  OUT
+    """
+    cdef Py_ssize_t i
+    cdef floating d
+    cdef double cost = 0
+    if n == 0:
+        return NAN
+    for i in range(n):
+        d = out[i] - targets[i]
+        cost += <double>d * <double>d
+        dout[i] = (2 * d) / <floating>n
+    return cost / n

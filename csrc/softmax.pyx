@@ -6,7 +6,8 @@
 # for why a module cimports its namesake .pxd.
 
 from libc.stdint cimport int32_t
-from softmax cimport softmax_forward_kernel, softmax_nll_kernel, softmax_argmax_kernel
+from softmax cimport (softmax_forward_kernel, softmax_nll_kernel, softmax_argmax_kernel,
+                     sigmoid_bce_kernel, mse_kernel)
 from common cimport (float_typenum, check_array, default_num_threads,
                      checked_num_threads, data)
 cimport numpy as cnp
@@ -102,3 +103,60 @@ def softmax_argmax(probs, yout):
             softmax_argmax_kernel(<const float*>pp, py, n, k, nt)
         else:
             softmax_argmax_kernel(<const double*>pp, py, n, k, nt)
+
+
+def sigmoid_bce(logits, targets, probs, dlogits):
+    """Mean binary cross-entropy of sigmoid outputs, and its gradient.
+
+    probs = sigmoid(logits);  returns mean of -(t log p + (1-t) log(1-p))
+    (as softplus(z) - t z);  dlogits = (probs - targets) / (N*K).
+
+    logits, targets (N, K)  IN;  probs, dlogits (N, K)  OUT
+    """
+    fn = "sigmoid_bce"
+    cdef int t = float_typenum(fn, "logits", logits, 2, "(N, K)")
+    N, K = logits.shape
+    why = "the dtype of logits"
+    check_array(fn, "targets", targets, t, (N, K), "(N, K)", False, why)
+    check_array(fn, "probs", probs, t, (N, K), "(N, K)", True, why)
+    check_array(fn, "dlogits", dlogits, t, (N, K), "(N, K)", True, why)
+    cdef Py_ssize_t n = N * K
+    cdef void* pl = data(logits)
+    cdef void* pt = data(targets)
+    cdef void* pp = data(probs)
+    cdef void* pd = data(dlogits)
+    cdef double cost
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            cost = sigmoid_bce_kernel(<const float*>pl, <const float*>pt, <float*>pp,
+                                      <float*>pd, n)
+        else:
+            cost = sigmoid_bce_kernel(<const double*>pl, <const double*>pt, <double*>pp,
+                                      <double*>pd, n)
+    return cost
+
+
+def mse_loss(out, targets, dout):
+    """Mean squared error over all elements, and its gradient.
+
+    returns mean((out - t)^2);  dout = 2 (out - t) / (N*K)
+
+    out, targets (N, K)  IN;  dout (N, K)  OUT
+    """
+    fn = "mse_loss"
+    cdef int t = float_typenum(fn, "out", out, 2, "(N, K)")
+    N, K = out.shape
+    why = "the dtype of out"
+    check_array(fn, "targets", targets, t, (N, K), "(N, K)", False, why)
+    check_array(fn, "dout", dout, t, (N, K), "(N, K)", True, why)
+    cdef Py_ssize_t n = N * K
+    cdef void* po = data(out)
+    cdef void* pt = data(targets)
+    cdef void* pd = data(dout)
+    cdef double cost
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            cost = mse_kernel(<const float*>po, <const float*>pt, <float*>pd, n)
+        else:
+            cost = mse_kernel(<const double*>po, <const double*>pt, <double*>pd, n)
+    return cost

@@ -46,7 +46,7 @@ from common cimport padded
 from dense cimport (dense_forward_kernel, dense_backward_kernel,
                     dropout_forward_kernel, dropout_backward_kernel, dense_threads,
                     dense_streams, dense_backward_rows, DENSE_ROW_BLOCK)
-from softmax cimport softmax_nll_kernel
+from softmax cimport softmax_nll_kernel, sigmoid_bce_kernel, mse_kernel
 from update cimport optimizer_update
 
 cnp.import_array()
@@ -67,13 +67,16 @@ cdef enum:
     OP_BACKWARD_UPDATE = 7
     OP_CONV_RUN_FORWARD = 8
     OP_CONV_RUN_BACKWARD = 9
+    OP_SIGMOID_BCE = 10
+    OP_MSE_LOSS = 11
 
 
 OPCODES = {"dropout_forward": OP_DROPOUT_FORWARD, "dense_forward": OP_DENSE_FORWARD,
            "softmax_nll": OP_SOFTMAX_NLL, "dense_backward": OP_DENSE_BACKWARD,
            "dropout_backward": OP_DROPOUT_BACKWARD, "backward_update": OP_BACKWARD_UPDATE,
            "conv_run_forward": OP_CONV_RUN_FORWARD,
-           "conv_run_backward": OP_CONV_RUN_BACKWARD}
+           "conv_run_backward": OP_CONV_RUN_BACKWARD, "sigmoid_bce": OP_SIGMOID_BCE,
+           "mse_loss": OP_MSE_LOSS}
 # the optimizers' kernels (update.pxd), by name: update.pyx's table
 from fastnet._cpu.update import OPTIMIZERS
 
@@ -302,10 +305,10 @@ cdef void backward_update(Rec* r, floating* w, Rec* upd, void* rows,
 
 
 cdef void run_step(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floating* xb,
-                   const int32_t* yb, uint64_t counter, const double* hyper,
+                   const void* yb, uint64_t counter, const double* hyper,
                    floating* work, Py_ssize_t per, int T, double* cost) noexcept nogil:
     """One training step: the program's records in order, on the mini-batch
-    xb (N, n_in) with labels yb (N,)."""
+    xb (N, n_in) with labels yb (N,) int32 or targets (N, K) floating."""
     cdef int k
     cdef Rec* r
     cdef void* rows = <void*>xb
@@ -328,8 +331,16 @@ cdef void run_step(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floatin
                                  <floating*>r.a[3], r.nrow, r.nin, r.nout,
                                  dense_threads(T, r.nrow, r.nin, r.nout))
         elif r.code == OP_SOFTMAX_NLL:
-            cost[0] = softmax_nll_kernel(<floating*>r.a[0], yb, <floating*>r.a[1],
-                                         <floating*>r.a[2], r.nrow, r.nout, T)
+            cost[0] = softmax_nll_kernel(<floating*>r.a[0], <const int32_t*>yb,
+                                         <floating*>r.a[1], <floating*>r.a[2], r.nrow,
+                                         r.nout, T)
+        elif r.code == OP_SIGMOID_BCE:
+            cost[0] = sigmoid_bce_kernel(<floating*>r.a[0], <const floating*>yb,
+                                         <floating*>r.a[1], <floating*>r.a[2],
+                                         r.nrow * r.nout)
+        elif r.code == OP_MSE_LOSS:
+            cost[0] = mse_kernel(<floating*>r.a[0], <const floating*>yb,
+                                 <floating*>r.a[1], r.nrow * r.nout)
         elif r.code == OP_DENSE_BACKWARD:
             dense_backward_kernel(<floating*>arg(r, 0, rows), <floating*>r.a[1],
                                   <floating*>r.a[2], <floating*>r.a[3], r.act,
@@ -348,7 +359,8 @@ cdef void run_step(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floatin
 
 
 cdef void run_steps(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floating* x,
-                    const int32_t* y, Py_ssize_t N, Py_ssize_t n_in, Py_ssize_t first,
+                    const char* y, Py_ssize_t y_row, Py_ssize_t N, Py_ssize_t n_in,
+                    Py_ssize_t first,
                     Py_ssize_t stop, uint64_t counter0, double* hyper, int step_slot,
                     floating* work, Py_ssize_t per, int T, double* cost) noexcept nogil:
     """Steps first..stop-1; hyper[step_slot] (if >= 0) is the optimizer's
@@ -358,7 +370,7 @@ cdef void run_steps(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floati
     for i in range(first, stop):
         if step_slot >= 0:
             hyper[step_slot] = t0 + <double>(i - first)
-        run_step(ops, n_ops, conv, upd, x + i * N * n_in, y + i * N,
+        run_step(ops, n_ops, conv, upd, x + i * N * n_in, y + i * N * y_row,
                  counter0 + <uint64_t>(i - first), hyper, work, per, T, cost)
 
 
@@ -391,6 +403,7 @@ cdef class Program:
     cdef readonly Py_ssize_t conv_per   # conv scratch elements per thread
     cdef readonly double last_cost
     cdef readonly list opcodes         # the records' kernel names, in order
+    cdef readonly Py_ssize_t target_width  # 0: int32 labels; K: float targets (N, K)
 
     def __cinit__(self):
         self.ops = NULL
@@ -420,6 +433,7 @@ cdef class Program:
         self.hyper_names = []
         self.opcodes = []
         self.last_cost = float("nan")
+        self.target_width = -1
         self._is_token = is_token
         self._keep_threshold = keep_threshold
         n_updates = 0
@@ -494,6 +508,14 @@ cdef class Program:
         self.n_upd += 1
         return self.n_upd - 1
 
+    cdef int _targets(self, Py_ssize_t width, str name) except -1:
+        """The step's labels: int32 labels (width 0) or float targets of
+        ``width`` columns -- one kind per program."""
+        if self.target_width >= 0 and self.target_width != width:
+            raise ValueError("Program: two cost ops disagree on the targets (%s)" % name)
+        self.target_width = width
+        return 0
+
     cdef void _dense(self, Rec* r, object x, object w):
         r.nrow = x.shape[0]
         r.nin, r.nout = w.shape[0], w.shape[1]
@@ -532,6 +554,15 @@ cdef class Program:
         elif name == "softmax_nll":         # (logits, labels, probs, dlogits)
             self._array(r, 0, a[0]); self._array(r, 1, a[2]); self._array(r, 2, a[3])
             r.nrow, r.nout = a[0].shape[0], a[0].shape[1]
+            self._targets(0, name)
+        elif name == "sigmoid_bce":         # (logits, targets, probs, dlogits)
+            self._array(r, 0, a[0]); self._array(r, 1, a[2]); self._array(r, 2, a[3])
+            r.nrow, r.nout = a[0].shape[0], a[0].shape[1]
+            self._targets(r.nout, name)
+        elif name == "mse_loss":            # (out, targets, dout)
+            self._array(r, 0, a[0]); self._array(r, 1, a[2])
+            r.nrow, r.nout = a[0].shape[0], a[0].shape[1]
+            self._targets(r.nout, name)
         elif name == "dense_backward":      # (x, w, out, dout, act, dw, db, dx)
             self._dense_backward(r, a)
         elif name == "dropout_backward":    # (dout, mask, dx)
@@ -647,10 +678,16 @@ cdef class Program:
                 or cnp.PyArray_DIM(x, 1) != self.n_in
                 or not cnp.PyArray_IS_C_CONTIGUOUS(x)):
             raise ValueError("Program.run: x does not match the program")
-        if (cnp.PyArray_TYPE(y) != cnp.NPY_INT32 or cnp.PyArray_NDIM(y) != 1
-                or cnp.PyArray_DIM(y, 0) != cnp.PyArray_DIM(x, 0)
+        if self.target_width <= 0:
+            ok = (cnp.PyArray_TYPE(y) == cnp.NPY_INT32 and cnp.PyArray_NDIM(y) == 1)
+        else:
+            ok = (cnp.PyArray_TYPE(y) == self.typenum and cnp.PyArray_NDIM(y) == 2
+                  and cnp.PyArray_DIM(y, 1) == self.target_width)
+        if (not ok or cnp.PyArray_DIM(y, 0) != cnp.PyArray_DIM(x, 0)
                 or not cnp.PyArray_IS_C_CONTIGUOUS(y)):
             raise ValueError("Program.run: y does not match x")
+        cdef Py_ssize_t y_row = (4 if self.target_width <= 0 else
+                                 self.target_width * self.dtype.itemsize)
         if first < 0 or stop < first or stop > cnp.PyArray_DIM(x, 0) // N:
             raise ValueError("Program.run: first/stop out of range")
         for k in range(len(self.hyper_names)):
@@ -658,7 +695,7 @@ cdef class Program:
         cdef int step_slot = (self.hyper_names.index("hyper:step")
                               if "hyper:step" in self.hyper_names else -1)
         cdef void* px = cnp.PyArray_DATA(x)
-        cdef const int32_t* py = <const int32_t*>cnp.PyArray_DATA(y)
+        cdef const char* py = <const char*>cnp.PyArray_DATA(y)
         cdef void* pw = cnp.PyArray_DATA(<cnp.ndarray>self.workspace)
         cdef double cost = self.last_cost
         cdef int T = self.n_threads
@@ -667,11 +704,11 @@ cdef class Program:
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
                 run_steps(self.ops, self.n_ops, self.conv, self.upd, <const float*>px, py,
-                          N, self.n_in, first, stop, counter0, h, step_slot, <float*>pw,
+                          y_row, N, self.n_in, first, stop, counter0, h, step_slot, <float*>pw,
                           self.conv_per, T, &cost)
             else:
                 run_steps(self.ops, self.n_ops, self.conv, self.upd, <const double*>px, py,
-                          N, self.n_in, first, stop, counter0, h, step_slot, <double*>pw,
+                          y_row, N, self.n_in, first, stop, counter0, h, step_slot, <double*>pw,
                           self.conv_per, T, &cost)
         self.last_cost = cost
         return cost

@@ -13,14 +13,16 @@ from .activations import ReLU, linear, sigmoid, tanh
 from .config import get_floatx, set_floatx
 from .data import load_data_shared, size
 from .engines import available_engines, get_engine
-from .layers import ConvPoolLayer, FullyConnectedLayer, SoftmaxLayer
+from .ensemble import Ensemble
+from .layers import ConvPoolLayer, DenseOutputLayer, FullyConnectedLayer, SoftmaxLayer
 from .network import Network, TrainingHistory
 from .params import Shared
 from .persist import load, save
+from . import optim  # noqa: E402  (fastnet.optim: the optimizers)
 
 __all__ = [
-    "Network", "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer",
+    "Network", "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer", "DenseOutputLayer",
     "sigmoid", "tanh", "ReLU", "linear", "load_data_shared", "size",
     "set_floatx", "get_floatx", "Shared", "get_engine", "available_engines",
-    "TrainingHistory", "load", "save",
+    "TrainingHistory", "load", "save", "optim", "Ensemble",
 ]

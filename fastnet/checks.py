@@ -42,7 +42,8 @@ def as_x(x, name, n_in, dtype):
         raise ValueError("%s: x has %d columns but the first layer takes %d inputs"
                          % (name, x.shape[1], n_in))
     with np.errstate(over="ignore", invalid="ignore"):
-        x = np.ascontiguousarray(x, dtype=dtype)
+        # aligned too: arrays from a buffer (Dask, mmap) may not be
+        x = np.require(x, dtype=dtype, requirements="CA")
     finite = np.isfinite(x).all(axis=1)
     if not finite.all():
         row = int(np.argmin(finite))
@@ -78,13 +79,39 @@ def as_labels(y, name, n_rows, n_classes):
     return np.ascontiguousarray(y, dtype=np.int32)
 
 
-def as_xy(data, name, n_in, n_classes, dtype):
-    """A checked (x, y) pair from network3's shared pair or NumPy arrays."""
+def as_targets(y, name, n_rows, n_out, dtype):
+    """y as C-contiguous float targets (n_rows, n_out) of ``dtype``, finite
+    (a vector is taken as one column when n_out is 1)."""
+    y = _array(y, name, "y")
+    if y.dtype.kind not in "fiub":
+        raise ValueError("%s: y must hold numbers, got dtype %s" % (name, y.dtype))
+    if y.ndim == 1 and n_out == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != n_out:
+        raise ValueError("%s: y must be targets of shape (rows, %d), got shape %s"
+                         % (name, n_out, y.shape))
+    if y.shape[0] != n_rows:
+        raise ValueError("%s: x has %d rows but y has %d" % (name, n_rows, y.shape[0]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = np.ascontiguousarray(y, dtype=dtype)
+    finite = np.isfinite(y).all(axis=1)
+    if not finite.all():
+        raise ValueError("%s: y row %d holds NaN or Inf (as %s)"
+                         % (name, int(np.argmin(finite)), np.dtype(dtype).name))
+    return y
+
+
+def as_xy(data, name, n_in, n_classes, dtype, targets=None):
+    """A checked (x, y) pair from network3's shared pair or NumPy arrays;
+    ``targets(y, name, n_rows)`` (the output layer's) checks y, else y must
+    be labels in [0, n_classes)."""
     try:
         x, y = data
     except (TypeError, ValueError):
         raise ValueError("%s must be a pair (x, y), got %s"
                          % (name, type(data).__name__))
     x = as_x(x, name, n_in, dtype)
+    if targets is not None:
+        return x, targets(y, name, x.shape[0])
     y = as_labels(y, name, x.shape[0], n_classes)
     return x, y

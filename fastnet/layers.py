@@ -19,6 +19,7 @@ import numpy as np
 
 from . import activations
 from .activations import LINEAR
+from .checks import as_labels, as_targets
 from .config import floatx_dtype
 from .params import Shared
 from .plan import Op
@@ -73,12 +74,15 @@ class LayerOps(object):
     the inference output (``net.output(x, layer=i)``).
     """
 
-    def __init__(self, train, backward, infer, out, infer_out):
+    def __init__(self, train, backward, infer, out, infer_out, evaluate=None):
         self.train = list(train)
         self.backward = list(backward)
         self.infer = list(infer)
         self.out = out
         self.infer_out = infer_out
+        #: output layers: the inference pass that also returns the cost of
+        #: the step's targets (evaluation); hidden layers: their inference
+        self.evaluate = self.infer if evaluate is None else list(evaluate)
 
 
 class Layer(object):
@@ -332,12 +336,125 @@ class SoftmaxLayer(_DenseBase):
         train, backward, infer = self._dense_ops(
             ctx, LINEAR, logits, dlogits,
             infer_tail=[Op("softmax_forward", logits, probs)])
-        train.append(Op("softmax_nll", logits, ctx.labels, probs, dlogits))
-        return LayerOps(train, backward, infer, logits, probs)
+        cost = Op("softmax_nll", logits, ctx.labels, probs, dlogits)
+        train.append(cost)
+        evaluate = [infer[0], cost]
+        return LayerOps(train, backward, infer, logits, probs, evaluate)
+
+    def check_targets(self, y, name, n_rows):
+        """The labels of ``n_rows`` rows: int32 class indices in [0, n_out)."""
+        return as_labels(y, name, n_rows, self.n_out)
+
+    @staticmethod
+    def accuracy_of(pred, y):
+        """Fraction of rows whose first most probable class is the label."""
+        return float(np.mean(np.argmax(pred, axis=1) == y)) if len(y) else float("nan")
 
     def predict_op(self, probs, yout):
         """network3's y_out: the first most probable class of each row."""
         return Op("softmax_argmax", probs, yout)
+
+
+class DenseOutputLayer(_DenseBase):
+    """An output layer without softmax: activation_fn((1 - p) x.w + b) at
+    inference, trained on float targets (n, n_out) with
+
+    ``loss="binary_crossentropy"``: the mean over all n * n_out elements of
+        -(t log a + (1 - t) log(1 - a)), a = sigmoid(z) (activation_fn must be
+        sigmoid; targets in [0, 1]); computed from z, so a saturated output
+        costs its true value (Keras clips a to [1e-7, 1 - 1e-7] instead);
+    ``loss="mse"``: the mean over all elements of (a - t)^2 (Keras's and
+        PyTorch's mean squared error), any activation_fn.
+
+    Integer labels in [0, n_out) are accepted for n_out > 1 and trained as
+    one-hot targets.  Accuracy: a > 0.5 against t > 0.5 for one output or
+    binary cross-entropy, else the largest output against the largest target.
+    Weights and biases are drawn as FullyConnectedLayer's.
+    """
+
+    is_output = True
+    LOSSES = ("binary_crossentropy", "mse")
+
+    def __init__(self, n_in, n_out, activation_fn=activations.sigmoid, loss="mse",
+                 p_dropout=0.0):
+        where = "DenseOutputLayer"
+        self._init_dense(n_in, n_out, p_dropout, where)
+        self.activation_fn = activations.resolve(activation_fn, where)
+        if loss not in self.LOSSES:
+            raise ValueError("%s: loss must be one of %s, got %r"
+                             % (where, ", ".join(self.LOSSES), loss))
+        if loss == "binary_crossentropy" and self.activation_fn is not activations.sigmoid:
+            raise ValueError("%s: binary_crossentropy needs activation_fn=sigmoid, got %s"
+                             % (where, self.activation_fn.name))
+        self.loss = loss
+        dtype = floatx_dtype()
+        w = _drawn(lambda: np.random.normal(loc=0.0, scale=np.sqrt(1.0 / self.n_out),
+                                            size=(self.n_in, self.n_out)), dtype, where)
+        b = _drawn(lambda: np.random.normal(loc=0.0, scale=1.0, size=(self.n_out,)),
+                   dtype, where)
+        self._make_params(w, b)
+
+    def describe(self):
+        return {"type": "DenseOutputLayer", "n_in": self.n_in, "n_out": self.n_out,
+                "activation_fn": self.activation_fn.name, "loss": self.loss,
+                "p_dropout": self.p_dropout}
+
+    def __repr__(self):
+        return ("DenseOutputLayer(n_in=%d, n_out=%d, activation_fn=%s, loss=%r, "
+                "p_dropout=%r)" % (self.n_in, self.n_out, self.activation_fn.name,
+                                   self.loss, self.p_dropout))
+
+    def buffers(self, N):
+        if self.loss == "binary_crossentropy":
+            return self._dense_buffers(N, ("logits", "probs", "dlogits"))
+        return self._dense_buffers(N, ("out", "dout"))
+
+    def ops(self, ctx):
+        """binary_crossentropy: logits, then sigmoid + mean BCE + gradient
+        (sigmoid_bce); mse: the activations, then mse_loss."""
+        scale = 1.0 - self.p_dropout
+        if self.loss == "binary_crossentropy":
+            logits, probs, dlogits = ctx.buf["logits"], ctx.buf["probs"], ctx.buf["dlogits"]
+            train, backward, _ = self._dense_ops(ctx, LINEAR, logits, dlogits)
+            cost = Op("sigmoid_bce", logits, ctx.labels, probs, dlogits)
+            train.append(cost)
+            x = ctx.input((ctx.mbs, self.n_in))
+            infer = [Op("dense_forward", x, ctx.param["w"], ctx.param["b"],
+                        activations.SIGMOID, scale, probs)]
+            evaluate = [Op("dense_forward", x, ctx.param["w"], ctx.param["b"], LINEAR,
+                           scale, logits), cost]
+            return LayerOps(train, backward, infer, logits, probs, evaluate)
+        out, dout = ctx.buf["out"], ctx.buf["dout"]
+        train, backward, infer = self._dense_ops(ctx, self.activation_fn.code, out, dout)
+        cost = Op("mse_loss", out, ctx.labels, dout)
+        train.append(cost)
+        return LayerOps(train, backward, infer, out, out, infer + [cost])
+
+    def check_targets(self, y, name, n_rows):
+        """Float targets (n_rows, n_out) (a vector for one output), or integer
+        labels for n_out > 1 (made one-hot)."""
+        dtype = self.w.dtype
+        a = np.asarray(y)
+        if a.ndim == 1 and self.n_out > 1 and a.dtype.kind in "iu":
+            labels = as_labels(a, name, n_rows, self.n_out)
+            t = np.zeros((n_rows, self.n_out), dtype=dtype)
+            t[np.arange(n_rows), labels] = 1
+            return t
+        t = as_targets(y, name, n_rows, self.n_out, dtype)
+        if self.loss == "binary_crossentropy" and t.size and (t.min() < 0 or t.max() > 1):
+            bad = int(np.argmax(((t < 0) | (t > 1)).any(axis=1)))
+            raise ValueError("%s: binary_crossentropy targets must be in [0, 1]; row %d "
+                             "holds %s" % (name, bad, t[bad]))
+        return t
+
+    def accuracy_of(self, pred, y):
+        """Fraction right: thresholded at 0.5 (one output, or binary cross-
+        entropy: every element), else the largest output's index."""
+        if not len(y):
+            return float("nan")
+        if self.n_out == 1 or self.loss == "binary_crossentropy":
+            return float(np.mean((pred > 0.5) == (y > 0.5)))
+        return float(np.mean(np.argmax(pred, axis=1) == np.argmax(y, axis=1)))
 
 
 def _drawn(draw, dtype, where):
@@ -351,4 +468,5 @@ def _drawn(draw, dtype, where):
 
 LAYER_TYPES = {"ConvPoolLayer": ConvPoolLayer,
                "FullyConnectedLayer": FullyConnectedLayer,
-               "SoftmaxLayer": SoftmaxLayer}
+               "SoftmaxLayer": SoftmaxLayer,
+               "DenseOutputLayer": DenseOutputLayer}

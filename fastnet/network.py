@@ -264,10 +264,11 @@ class Network(object):
     # data: checked and converted once per call
     # ------------------------------------------------------------------
     def _dataset(self, data, name, need_batches=1):
-        """(x, y) host arrays: x (n, n_in) floatX C-contiguous, y (n,) int32."""
+        """(x, y) host arrays: x (n, n_in) floatX C-contiguous; y as the
+        output layer takes it (int32 labels, or float targets)."""
 
         x, y = as_xy(data, name, n_in=self.n_in, n_classes=self.n_classes,
-                     dtype=self.dtype)
+                     dtype=self.dtype, targets=self.layers[-1].check_targets)
         n_batches = x.shape[0] // self.mini_batch_size
         if n_batches < need_batches:
             raise ValueError(
@@ -319,6 +320,14 @@ class Network(object):
 
     def _batch_accuracies(self, x_e, y_host, n_batches):
         mbs = self.mini_batch_size
+        layer = self.layers[-1]
+        if not hasattr(layer, "predict_op"):
+            # an output layer scored on the host from its predictions
+            out = []
+            for j in range(n_batches):
+                pred = self.engine.to_host(self._plan.infer(x_e[j * mbs:(j + 1) * mbs]))
+                out.append(layer.accuracy_of(pred, y_host[j * mbs:(j + 1) * mbs]))
+            return np.array(out)
         yout_e = self.engine.empty((n_batches * mbs,), np.int32)
         self._predict_into(x_e, n_batches, yout_e)
         yout = self.engine.to_host(yout_e)
@@ -708,6 +717,64 @@ class Network(object):
         """Mean of the per-mini-batch accuracies, as network3 reports it."""
         return float(np.mean(self.batch_accuracies(data)))
 
+    def train_batch(self, x, y, optimizer=None):
+        """One training step on the rows of x (any count from 1 to the
+        mini-batch size) with ``optimizer`` (a fastnet.optim optimizer; by
+        default the one this network last trained with, if not network3's
+        SGD, which needs SGD's eta).  Returns (loss, accuracy) of the batch
+        at the weights before the update (the training pass: dropout on), as
+        Keras's train_on_batch reports them.  Optimizer state carries on as
+        in SGD."""
+        from .optim import Optimizer
+        if optimizer is None and self._plan is not None \
+                and not isinstance(self._plan.optimizer, Network3SGD):
+            optimizer = self._plan.optimizer
+        if not isinstance(optimizer, Optimizer) or isinstance(optimizer, Network3SGD):
+            raise ValueError("train_batch: give optimizer=, a fastnet.optim optimizer "
+                             "(network3's SGD takes its eta through net.SGD), got %r"
+                             % (optimizer,))
+        x, y = self._dataset((x, y), "train_batch", need_batches=0)
+        n = x.shape[0]
+        if not 1 <= n <= self.mini_batch_size:
+            raise ValueError("train_batch: x has %d rows; give 1 to %d (the network's "
+                             "mini-batch size)" % (n, self.mini_batch_size))
+        with self._lock:
+            if self._training_thread is not None:
+                raise RuntimeError("train_batch: this network is being trained by an SGD "
+                                   "call in thread %r" % (self._training_thread,))
+            plan = self._ensure_plan(optimizer)
+            hyper = optimizer.hyper(None, 0.0)
+            self._params_to_engine()
+            x_e, y_e = self._to_engine(x, y)
+            cost = plan.run_step(x_e, y_e, self.step_count, hyper)
+            self.step_count += 1
+            pred = self.engine.to_host(plan.passes(n).infer_out[-1])
+            self._params_to_host()
+            loss = float(cost)
+        if not np.isfinite(loss):
+            raise FloatingPointError("train_batch: the loss became %s; try a smaller "
+                                     "learning rate (lr=%r)" % (loss, getattr(optimizer, "lr", None)))
+        return loss, self.layers[-1].accuracy_of(pred, y)
+
+    def evaluate_batches(self, x, y):
+        """(loss, accuracy) over every row of (x, y) -- whole mini-batches and
+        a last partial one -- at inference (dropout scaled, network3's way):
+        the mean of the per-row costs and the fraction of rows right."""
+        x, y = self._dataset((x, y), "evaluate_batches", need_batches=0)
+        n, mbs = x.shape[0], self.mini_batch_size
+        if n == 0:
+            raise ValueError("evaluate_batches: no rows")
+        loss = hits = 0.0
+        with self._lock:
+            self._params_to_engine()
+            x_e, y_e = self._to_engine(x, y)
+            for a in range(0, n, mbs):
+                b = min(n, a + mbs)
+                cost, pred = self._plan.evaluate_batch(x_e[a:b], y_e[a:b])
+                loss += float(cost) * (b - a)
+                hits += self.layers[-1].accuracy_of(self.engine.to_host(pred), y[a:b]) * (b - a)
+        return loss / n, hits / n
+
     def cost_and_grads(self, x, y, lmbda=0.0, num_training_batches=1):
         """network3's cost and T.grad(cost, params) on one mini-batch.
 
@@ -717,7 +784,7 @@ class Network(object):
         """
         lmbda = self._check_lmbda(lmbda)
         ntb = self._check_count(num_training_batches, "num_training_batches")
-        x, y = self._dataset((x, y), "cost_and_grads")
+        x, y = self._dataset((x, y), "cost_and_grads", need_batches=0)
         if x.shape[0] != self.mini_batch_size:
             raise ValueError("cost_and_grads: x has %d rows; give exactly one "
                              "mini-batch of %d" % (x.shape[0], self.mini_batch_size))

@@ -250,37 +250,26 @@ class Plan(object):
                 arena.request((i, name), shape, dtype)
             if i > 0:
                 arena.request((i, "dx"), (mbs, layer.n_in_flat), dt)
-        views = arena.allocate(self.engine)
-        self.train, self.backward, self.layer_infer = [], [], []
-        self.infer_out, self.layer_ops = [], []
-        x = StepRows((mbs, self.layers[0].n_in_flat))
-        p = 0
-        for i, layer in enumerate(self.layers):
-            n = len(layer.params)
-            names = [name for name, _, _ in layer.param_shapes()]
-            param, grad = {}, {}
-            for j, name in enumerate(names):
-                decayed, k = self.param_index[p + j]
-                group = self.groups[decayed]
-                param[name] = group.view(group.host if self.host_is_engine
-                                         else group.values, k)
-                grad[name] = group.view(group.grads, k)
-            p += n
-            buf = {name: views[(j, name)] for (j, name) in views if j == i}
-            dx = views.get((i, "dx"))
-            dout = views.get((i + 1, "dx"))
-            ctx = LayerContext(i, mbs, x, param, grad, buf, dout, dx, seeds[i])
-            ops = layer.ops(ctx)
-            if not layer.is_output and ops.out is not ops.infer_out:
-                raise ValueError("layer %d: a hidden layer's training and inference "
-                                 "outputs must be one buffer" % i)
-            self.layer_ops.append(ops)
-            self.train.extend(ops.train)
-            self.layer_infer.append(ops.infer)
-            self.infer_out.append(ops.infer_out)
-            x = ops.out
-        self.backward = [op for ops in reversed(self.layer_ops) for op in ops.backward]
+        self._views = arena.allocate(self.engine)
+        self._passes = {}
+        full = self.passes(mbs)
+        self.train, self.backward = full.train, full.backward
+        self.layer_infer, self.infer_out = full.layer_infer, full.infer_out
+        self.layer_ops, self.evaluate = full.layer_ops, full.evaluate
         self.output_layer = self.layers[-1]
+
+    def passes(self, n):
+        """The op lists for a mini-batch of ``n`` rows (1 <= n <= the plan's
+        mini-batch size): every buffer's first n rows, the same parameters,
+        gradients and optimizer state."""
+        n = int(n)
+        if not 1 <= n <= self.mbs:
+            raise ValueError("a batch of %d rows; this network takes 1 to %d"
+                             % (n, self.mbs))
+        p = self._passes.get(n)
+        if p is None:
+            p = self._passes[n] = _Passes(self, n)
+        return p
 
     def set_optimizer(self, optimizer):
         """Allocate ``optimizer``'s state and build the update ops."""
@@ -316,7 +305,7 @@ class Plan(object):
     # ------------------------------------------------------------------
     # the fused list an engine compiles
     # ------------------------------------------------------------------
-    def fused_ops(self):
+    def fused_ops(self, n=None):
         """The step as an engine with a compiled loop runs it: ``train``,
         ``backward``, ``update`` with two fusions -- a run of conv layers is
         one ``conv_run_forward`` / ``conv_run_backward`` op (each sample
@@ -324,35 +313,80 @@ class Plan(object):
         followed by its parameters' update (``backward_update``), while w
         and its gradient are in cache.  Each fused op's ``expansion`` is the
         unfused list it replaces."""
-        return fuse(self)
+        return fuse(self, self.passes(self.mbs if n is None else n).layer_ops)
 
     # ------------------------------------------------------------------
     # interpretation, one kernel call per op
     # ------------------------------------------------------------------
     def run_step(self, rows, labels, counter, hyper):
-        """One training step on the engine, op by op; returns the cost."""
+        """One training step on the engine, op by op, on the rows given (any
+        count up to the mini-batch size); returns the cost."""
+        p = self.passes(rows.shape[0])
         self.opt_step += 1
         env = _Env(rows, labels, counter, dict(hyper, step=self.opt_step))
-        cost = run_ops(self.engine, self.train, env)
-        run_ops(self.engine, self.backward, env)
+        cost = run_ops(self.engine, p.train, env)
+        run_ops(self.engine, p.backward, env)
         run_ops(self.engine, self.update, env)
         return cost
 
     def forward_backward(self, rows, labels, counter):
         """The training forward and backward passes (no update); the cost."""
+        p = self.passes(rows.shape[0])
         env = _Env(rows, labels, counter, {})
-        cost = run_ops(self.engine, self.train, env)
-        run_ops(self.engine, self.backward, env)
+        cost = run_ops(self.engine, p.train, env)
+        run_ops(self.engine, p.backward, env)
         return cost
 
     def infer(self, rows, upto=None):
         """The inference pass of layers 0..upto-1 on one mini-batch; returns
-        the last layer's output buffer."""
+        the last layer's output buffer (of rows.shape[0] rows)."""
+        p = self.passes(rows.shape[0])
         upto = len(self.layers) if upto is None else upto
         env = _Env(rows, None, 0, {})
-        for ops in self.layer_infer[:upto]:
+        for ops in p.layer_infer[:upto]:
             run_ops(self.engine, ops, env)
-        return self.infer_out[upto - 1]
+        return p.infer_out[upto - 1]
+
+    def evaluate_batch(self, rows, labels):
+        """The inference pass and the cost of ``labels`` on one batch;
+        returns (cost, the output layer's predictions buffer)."""
+        p = self.passes(rows.shape[0])
+        cost = run_ops(self.engine, p.evaluate, _Env(rows, labels, 0, {}))
+        return cost, p.infer_out[-1]
+
+
+class _Passes(object):
+    """The op lists of a Plan at one batch size (see Plan.passes)."""
+
+    def __init__(self, plan, n):
+        views = {key: v[:n] for key, v in plan._views.items()}
+        self.layer_ops, self.layer_infer, self.infer_out = [], [], []
+        x = StepRows((n, plan.layers[0].n_in_flat))
+        p = 0
+        for i, layer in enumerate(plan.layers):
+            param, grad = {}, {}
+            for j, (name, _, _) in enumerate(layer.param_shapes()):
+                decayed, k = plan.param_index[p + j]
+                group = plan.groups[decayed]
+                param[name] = group.view(group.host if plan.host_is_engine
+                                         else group.values, k)
+                grad[name] = group.view(group.grads, k)
+            p += len(layer.params)
+            buf = {name: v for (j, name), v in views.items() if j == i}
+            ctx = LayerContext(i, n, x, param, grad, buf, views.get((i + 1, "dx")),
+                               views.get((i, "dx")), plan.seeds[i])
+            ops = layer.ops(ctx)
+            if not layer.is_output and ops.out is not ops.infer_out:
+                raise ValueError("layer %d: a hidden layer's training and inference "
+                                 "outputs must be one buffer" % i)
+            self.layer_ops.append(ops)
+            self.layer_infer.append(ops.infer)
+            self.infer_out.append(ops.infer_out)
+            x = ops.out
+        self.train = [op for ops in self.layer_ops for op in ops.train]
+        self.backward = [op for ops in reversed(self.layer_ops) for op in ops.backward]
+        self.evaluate = [op for ops in self.layer_ops[:-1] for op in ops.infer] + \
+            self.layer_ops[-1].evaluate
 
 
 class _Env(object):
@@ -393,9 +427,9 @@ def run_ops(engine, ops, env):
 CONV_PAIR = ("conv_forward", "pool_forward")
 
 
-def fuse(plan):
-    """(train, backward, update) with the two fusions of ``Plan.fused_ops``."""
-    layer_ops = plan.layer_ops
+def fuse(plan, layer_ops):
+    """(train, backward, update) with the two fusions of ``Plan.fused_ops``,
+    from the layers' op lists ``layer_ops`` (at one batch size)."""
     n = len(layer_ops)
     train, backward = [], []
     is_conv = [tuple(o.kernel for o in ops.train) == CONV_PAIR for ops in layer_ops]

@@ -289,6 +289,23 @@ else:
         s = E.sum_of_squares(pd)
         np.testing.assert_allclose(float(s), R.sum_of_squares(p), rtol=RTOL[dt])
 
+    @pytest.mark.parametrize("shape", [(4, 1), (9, 3)], ids=["4x1", "9x3"])
+    def test_sigmoid_bce_and_mse(dt, shape):
+        z = normal(shape, dt, 40) * dt(3)
+        z[0, 0] = 40
+        t = np.abs(normal(shape, dt, 41)) % 1
+        want = [np.empty_like(z) for _ in range(2)]
+        got = [E.empty(shape, dt) for _ in range(2)]
+        c_want = R.sigmoid_bce(z, t, *want)
+        c_got = E.sigmoid_bce(dev(z), dev(t), *got)
+        np.testing.assert_allclose(float(c_got), c_want, rtol=RTOL[dt])
+        check("sigmoid_bce probs", got[0], want[0])
+        check("sigmoid_bce dlogits", got[1], want[1])
+        c_want = R.mse_loss(z, t, want[0])
+        c_got = E.mse_loss(dev(z), dev(t), got[0])
+        np.testing.assert_allclose(float(c_got), c_want, rtol=RTOL[dt])
+        check("mse dout", got[0], want[0])
+
     OPTIMIZER_CALLS = [
         ("momentum_update", 1, [(0.1, 0.9, 0.0, 0.0, 0.0), (0.05, 0.9, 0.3, 1e-3, 0.0),
                                 (0.1, 0.8, 0.0, 0.0, 1.0)]),

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet import FullyConnectedLayer, Network, ReLU, SoftmaxLayer, optim, sigmoid, tanh
+from fastnet import (DenseOutputLayer, FullyConnectedLayer, Network, ReLU, SoftmaxLayer,
+                     optim, sigmoid, tanh)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -47,8 +48,11 @@ INDEX = json.load(open(os.path.join(DIR, "index.json")))
 # the torch runs and the fastnet.optim call that makes each, from its hparams
 TORCH_RUNS = ["sgd", "sgd_momentum", "sgd_nesterov", "sgd_wd", "rmsprop_keraslike",
               "rmsprop_default", "adagrad", "adam", "adamw"]
-CASES = {"A_sigmoid_cce": [(784, 30, sigmoid)], "B_relu_tanh_cce": [(784, 32, ReLU),
-                                                                     (32, 16, tanh)]}
+CASES = {"A_sigmoid_cce": [(784, 30, sigmoid)],
+         "B_relu_tanh_cce": [(784, 32, ReLU), (32, 16, tanh)],
+         "C_xor_bce": [(2, 4, tanh)], "C_xor_mse": [(2, 4, tanh)]}
+# the output layer of each case: softmax (A, B) or one sigmoid unit (C)
+OUTPUT = {"C_xor_bce": "binary_crossentropy", "C_xor_mse": "mse"}
 
 
 def _optimizer(hp):
@@ -83,8 +87,12 @@ def _load(name):
 def _build(case, z, engine, fused):
     layers = [FullyConnectedLayer(n_in, n_out, activation_fn=act)
               for n_in, n_out, act in CASES[case]]
-    layers.append(SoftmaxLayer(CASES[case][-1][1], 10))
-    net = Network(layers, 16, engine=engine, fused=fused)
+    last = CASES[case][-1][1]
+    if case in OUTPUT:
+        layers.append(DenseOutputLayer(last, 1, activation_fn=sigmoid, loss=OUTPUT[case]))
+    else:
+        layers.append(SoftmaxLayer(last, 10))
+    net = Network(layers, 4 if case in OUTPUT else 16, engine=engine, fused=fused)
     for i, layer in enumerate(net.layers):
         layer.w.set_value(z["init_L%d_w" % i])
         layer.b.set_value(z["init_L%d_b" % i])
@@ -119,7 +127,7 @@ def dtype(request):
 
 
 @pytest.mark.parametrize("engine,fused", ENGINES, ids=["reference", "cpu", "cpu-op-by-op"])
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", ["A_sigmoid_cce", "B_relu_tanh_cce"])
 def test_torch_trajectories(case, engine, fused, dtype):
     name = "%s_torch_%s.npz" % (case, dtype.name)
     z = _load(name)
@@ -148,6 +156,62 @@ def test_torch_trajectories(case, engine, fused, dtype):
             net.SGD(rest, 1, 16, lr, first, first, optimizer=opt)           # steps 6-8
             net.SGD((x, y), 3, 16, lr, first, first, optimizer=opt)         # steps 9-20
         _snapshot(net, z, run, 20, rtol, dtype)
+
+
+@pytest.mark.parametrize("engine,fused", ENGINES, ids=["reference", "cpu", "cpu-op-by-op"])
+@pytest.mark.parametrize("case", sorted(OUTPUT))
+def test_torch_xor_trajectories(case, engine, fused, dtype):
+    """XOR, 2-4 tanh-1 sigmoid, all four points every step for 200 steps,
+    with binary cross-entropy or the mean squared error (DenseOutputLayer)."""
+    name = "%s_torch_%s.npz" % (case, dtype.name)
+    z = _load(name)
+    rtols = INDEX[name]["suggested_rtol"]
+    x, t = z["x"], z["y_target"]
+    out = io.StringIO()
+    for run in TORCH_RUNS:
+        rtol = rtols[run]
+        opt = _optimizer(json.loads(str(z["%s_hparams_json" % run])))
+        net = _build(case, z, engine, fused)
+        cost, grads = net.cost_and_grads(x, t)
+        assert abs(cost - z["%s_loss" % run][0]) <= rtol * abs(z["%s_loss" % run][0]) + 1e-7
+        for i in range(len(net.layers)):
+            _close(grads[2 * i], z["grad1_L%d_w" % i], rtol, dtype, "grad1 L%d w" % i)
+            _close(grads[2 * i + 1], z["grad1_L%d_b" % i], rtol, dtype, "grad1 L%d b" % i)
+        with contextlib.redirect_stdout(out):
+            net.SGD((x, t), 1, 4, opt.lr, (x, t), (x, t), optimizer=opt)
+            _snapshot(net, z, run, 1, rtol, dtype)
+            net.SGD((x, t), 49, 4, opt.lr, (x, t), (x, t), optimizer=opt)
+            _snapshot(net, z, run, 50, rtol, dtype)
+            net.SGD((x, t), 150, 4, opt.lr, (x, t), (x, t), optimizer=opt)
+        _snapshot(net, z, run, 200, rtol, dtype)
+
+
+def test_train_batch_follows_torch_with_partial_batches():
+    """train_batch at a smaller batch than the network's: A's Adam run, 16
+    rows per step through a network built for 32 (the plan's buffers at 16
+    rows), equals PyTorch's trajectory; the returned loss is PyTorch's."""
+    z = _load("A_sigmoid_cce_torch_float64.npz")
+    old = fastnet.get_floatx()
+    fastnet.set_floatx("float64")
+    try:
+        layers = [FullyConnectedLayer(784, 30, activation_fn=sigmoid), SoftmaxLayer(30, 10)]
+        net = Network(layers, 32)
+        for i, layer in enumerate(net.layers):
+            layer.w.set_value(z["init_L%d_w" % i])
+            layer.b.set_value(z["init_L%d_b" % i])
+        opt = optim.Adam(lr=1e-3)
+        x, y = z["x"], z["y"].astype(np.int32)
+        rtol = INDEX["A_sigmoid_cce_torch_float64.npz"]["suggested_rtol"]["adam"]
+        for step in range(1, 6):
+            k = (step - 1) % 4
+            loss, acc = net.train_batch(x[16 * k:16 * k + 16], y[16 * k:16 * k + 16], opt)
+            assert abs(loss - z["adam_loss"][step - 1]) <= rtol * abs(z["adam_loss"][step - 1])
+            assert 0.0 <= acc <= 1.0
+        _snapshot(net, z, "adam", 5, rtol, np.dtype(np.float64))
+        loss, acc = net.evaluate_batches(x, y)
+        assert np.isfinite(loss) and 0 <= acc <= 1
+    finally:
+        fastnet.set_floatx(old)
 
 
 @pytest.mark.parametrize("make", [lambda: optim.Adam(),

@@ -100,3 +100,57 @@ def test_softmax_bad_arguments(kernel_engine):
         e.softmax_argmax(logits, np.empty(4, np.int64))
     with pytest.raises(ValueError, match=r"argmax of 0 classes"):
         e.softmax_argmax(np.zeros((2, 0), np.float32), np.empty(2, np.int32))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (4, 1), (7, 3), (33, 10)])
+def test_sigmoid_bce_and_mse_against_reference(kernel_engine, float_dtype, shape):
+    """DenseOutputLayer's costs: values, probabilities and gradients as the
+    reference computes them, including saturated logits (|z| = 40)."""
+    from fastnet.engines import reference as R
+    rng = np.random.default_rng(5)
+    z = (rng.standard_normal(shape) * 3).astype(float_dtype)
+    z.flat[0] = 40.0
+    z.flat[-1] = -40.0
+    t = rng.random(shape).astype(float_dtype)
+    rtol = 1e-12 if float_dtype == np.float64 else 1e-5
+    want = [np.empty_like(z) for _ in range(2)]
+    got = [np.empty_like(z) for _ in range(2)]
+    c_want = R.sigmoid_bce(z, t, *want)
+    c_got = kernel_engine.sigmoid_bce(z, t, *got)
+    assert np.isfinite(c_got)
+    np.testing.assert_allclose(c_got, c_want, rtol=rtol)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+    c_want = R.mse_loss(z, t, want[0])
+    c_got = kernel_engine.mse_loss(z, t, got[0])
+    np.testing.assert_allclose(c_got, c_want, rtol=rtol)
+    np.testing.assert_allclose(got[0], want[0], rtol=rtol, atol=rtol * np.abs(want[0]).max())
+
+
+def test_sigmoid_bce_is_the_textbook_formula():
+    """-(t log p + (1-t) log(1-p)) where p is not saturated; gradient by
+    finite differences in float64."""
+    from fastnet.engines import reference as R
+    rng = np.random.default_rng(6)
+    z = rng.standard_normal((5, 2))
+    t = rng.random((5, 2))
+    p, d = np.empty_like(z), np.empty_like(z)
+    c = R.sigmoid_bce(z, t, p, d)
+    sig = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(c, np.mean(-(t * np.log(sig) + (1 - t) * np.log(1 - sig))),
+                               rtol=1e-13)
+    h = 1e-6
+    for i in range(z.size):
+        zp, zm = z.copy(), z.copy()
+        zp.flat[i] += h
+        zm.flat[i] -= h
+        fd = (R.sigmoid_bce(zp, t, p.copy(), d.copy()) - R.sigmoid_bce(zm, t, p.copy(), d.copy())) / (2 * h)
+        assert abs(fd - d.flat[i]) < 1e-8
+
+
+def test_new_costs_bad_arguments(kernel_engine):
+    z = np.zeros((3, 2), np.float32)
+    with pytest.raises(ValueError, match="targets"):
+        kernel_engine.sigmoid_bce(z, np.zeros((3, 3), np.float32), z.copy(), z.copy())
+    with pytest.raises(ValueError, match="targets"):
+        kernel_engine.mse_loss(z, np.zeros((3, 2), np.float64), z.copy())

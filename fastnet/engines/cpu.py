@@ -59,6 +59,8 @@ dropout_backward = _dense.dropout_backward
 softmax_forward = _softmax.softmax_forward
 softmax_nll = _softmax.softmax_nll
 softmax_argmax = _softmax.softmax_argmax
+sigmoid_bce = _softmax.sigmoid_bce
+mse_loss = _softmax.mse_loss
 # update
 sgd_update = _update.sgd_update
 # the optimizers' kernels (update.pyx's table; reference.py's signatures)
@@ -135,16 +137,17 @@ class CompiledProgram(object):
     """What ``compile_program`` returns: the plan's fused ops as a compiled
     program (csrc/trainer.pyx), rebuilt when the thread count changes."""
 
-    def __init__(self, plan):
+    def __init__(self, plan, n=None):
         self.plan = plan
-        self.ops = [op for part in plan.fused_ops() for op in part]
+        self.mbs = plan.mbs if n is None else int(n)
+        self.ops = [op for part in plan.fused_ops(self.mbs) for op in part]
         self.n_in = plan.layers[0].n_in_flat
         self.n_classes = plan.output_layer.n_out_flat
         self._build()
 
     def _build(self):
         self.n_threads = get_num_threads()
-        self._c = _trainer.Program(self.ops, self.plan.mbs, self.n_in, self.n_classes,
+        self._c = _trainer.Program(self.ops, self.mbs, self.n_in, self.n_classes,
                                    self.plan.dtype, self.n_threads, _is_token,
                                    keep_threshold)
         self.hyper_names = [n[len("hyper:"):] for n in self._c.hyper_names]
@@ -165,13 +168,14 @@ class CompiledProgram(object):
         return run_program(self, x, y, first, stop, hyper, counter0)
 
 
-def compile_program(plan):
-    """The compiled training loop of ``plan`` (a fastnet.plan.Plan)."""
+def compile_program(plan, n=None):
+    """The compiled training loop of ``plan`` (a fastnet.plan.Plan) for
+    mini-batches of ``n`` rows (default: the plan's mini-batch size)."""
     from ..plan import Plan
     if not isinstance(plan, Plan):
         raise ValueError("compile_program: plan must be a fastnet Plan, got %s"
                          % type(plan).__name__)
-    return CompiledProgram(plan)
+    return CompiledProgram(plan, n)
 
 
 def _index(value, name):
@@ -188,7 +192,8 @@ def run_program(program, x, y, first, stop, hyper, counter0):
     """Train mini-batches first .. stop-1 of (x, y) in one compiled call.
 
     program: from compile_program;  x (n, n_in) float array of the plan's
-    dtype, C-contiguous;  y (n,) int32 labels in [0, n_classes);  0 <= first
+    dtype;  y (n,) int32 labels in [0, n_classes) or, for an output layer
+    trained on targets, (n, n_out) floats of the plan's dtype;  0 <= first
     <= stop <= n // mini_batch_size;  hyper: the optimizer's hyper-parameters
     by name (finite reals);  counter0 >= 0 the dropout counter of step
     ``first`` (step i uses counter0 + i - first).  Every argument is checked
@@ -201,7 +206,9 @@ def run_program(program, x, y, first, stop, hyper, counter0):
         raise ValueError("run_program: program must come from compile_program, got %s"
                          % type(program).__name__)
     plan = program.plan
-    for name, a, dtype in (("x", x, plan.dtype), ("y", y, np.dtype(np.int32))):
+    labels = program._c.target_width <= 0
+    y_dtype = np.dtype(np.int32) if labels else plan.dtype
+    for name, a, dtype in (("x", x, plan.dtype), ("y", y, y_dtype)):
         if not isinstance(a, np.ndarray):
             raise ValueError("run_program: %s must be a numpy.ndarray, got %s"
                              % (name, type(a).__name__))
@@ -211,9 +218,10 @@ def run_program(program, x, y, first, stop, hyper, counter0):
     if x.ndim != 2 or x.shape[1] != program.n_in:
         raise ValueError("run_program: x has shape %s; expected (n, %d)"
                          % (x.shape, program.n_in))
-    if y.shape != (x.shape[0],):
-        raise ValueError("run_program: y has shape %s; expected (%d,) (one label per "
-                         "row of x)" % (y.shape, x.shape[0]))
+    want = (x.shape[0],) if labels else (x.shape[0], program._c.target_width)
+    if y.shape != want:
+        raise ValueError("run_program: y has shape %s; expected %s (one %s per row of x)"
+                         % (y.shape, want, "label" if labels else "target row"))
     # the compiled loop reads raw memory: an unaligned or strided array is
     # copied, once per call, rather than refused
     if not x.flags.c_contiguous or not x.flags.aligned:
@@ -222,7 +230,7 @@ def run_program(program, x, y, first, stop, hyper, counter0):
         y = np.ascontiguousarray(y).copy()
     first = _index(first, "first")
     stop = _index(stop, "stop")
-    n_batches = x.shape[0] // plan.mbs
+    n_batches = x.shape[0] // program.mbs
     if not 0 <= first <= n_batches:
         raise ValueError("run_program: first must be in [0, %d], got %d" % (n_batches, first))
     if not first <= stop <= n_batches:
@@ -244,8 +252,8 @@ def run_program(program, x, y, first, stop, hyper, counter0):
         raise ValueError("run_program: counter0 must be in [0, 2**64), got %d" % counter0)
     if stop == first:
         return program.last_cost
-    yb = y[first * plan.mbs:stop * plan.mbs]
-    if yb.size and (int(yb.min()) < 0 or int(yb.max()) >= program.n_classes):
+    yb = y[first * program.mbs:stop * program.mbs]
+    if labels and yb.size and (int(yb.min()) < 0 or int(yb.max()) >= program.n_classes):
         raise ValueError("run_program: y has labels outside [0, %d)" % program.n_classes)
     if program.n_threads != get_num_threads():
         program._build()

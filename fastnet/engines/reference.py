@@ -282,6 +282,36 @@ def softmax_nll(logits, y, probs, dlogits):
     return float(np.mean(nll))
 
 
+def sigmoid_bce(logits, targets, probs, dlogits):
+    """Mean binary cross-entropy of sigmoid outputs, and its gradient.
+
+    probs = sigmoid(logits);  returns cost = mean over all N*K elements of
+    -(t log p + (1 - t) log(1 - p)), computed from the logits as
+    softplus(z) - t z (no log of a rounded 0);  dlogits = (probs - t) / (N*K).
+
+    logits (N, K)  IN;  targets (N, K)  IN (in [0, 1]);  probs, dlogits (N, K)  OUT
+    """
+    probs[...] = _activate(np.array(logits, copy=True), SIGMOID)
+    z = logits
+    cost = np.mean(np.logaddexp(0, z) - targets * z, dtype=np.float64)
+    dlogits[...] = (probs - targets) / logits.dtype.type(logits.size)
+    return float(cost)
+
+
+def mse_loss(out, targets, dout):
+    """Mean squared error over all N*K elements, and its gradient.
+
+    returns cost = mean((out - t)^2);  dout = 2 (out - t) / (N*K)
+    (the gradient w.r.t. the layer's output; dense_backward applies act').
+
+    out (N, K)  IN;  targets (N, K)  IN;  dout (N, K)  OUT
+    """
+    d = out - targets
+    cost = np.mean(np.square(d, dtype=np.float64))
+    dout[...] = (out.dtype.type(2) * d) / out.dtype.type(out.size)
+    return float(cost)
+
+
 def softmax_argmax(probs, yout):
     """yout[n] = the first k with probs[n,k] maximal (network3's y_out).
 

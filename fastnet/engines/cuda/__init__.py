@@ -611,6 +611,40 @@ def softmax_nll(logits, y, probs, dlogits):
     return DeviceScalar(ring, slot, generation)
 
 
+def _cost_launch(fname, arrays, shape_of):
+    """One block computing a cost into a DeviceScalar (sigmoid_bce, mse_loss)."""
+    first = arrays[0]
+    key = (fname, first.shape, first.dtype, type(first))
+    k = _S.plans.get(key)
+    if k is None:
+        _check_arrays(fname, first.dtype, **dict(zip(shape_of, arrays)))
+        if len(first.shape) != 2:
+            raise ValueError("%s: %s must be 2-d (N, K), got shape %s"
+                             % (fname, shape_of[0], tuple(first.shape)))
+        for aname, a in zip(shape_of[1:], arrays[1:]):
+            _check_shape(fname, aname, a, first.shape)
+        grid, block = softmax.NLL_CONFIG
+        k = _S.plans[key] = _configure(_kernels(first.dtype)[fname], grid, block)
+    ring = _ring(first.dtype)
+    slot, generation = ring.take()
+    _S.launches += 1
+    k(*arrays, ring.array, slot)
+    return DeviceScalar(ring, slot, generation)
+
+
+def sigmoid_bce(logits, targets, probs, dlogits):
+    """probs = sigmoid(logits), dlogits = (probs - targets) / (N*K); returns
+    the mean binary cross-entropy as a DeviceScalar.  See reference.sigmoid_bce."""
+    return _cost_launch("sigmoid_bce", (logits, targets, probs, dlogits),
+                        ("logits", "targets", "probs", "dlogits"))
+
+
+def mse_loss(out, targets, dout):
+    """dout = 2 (out - targets) / (N*K); returns the mean squared error as a
+    DeviceScalar.  See reference.mse_loss."""
+    return _cost_launch("mse_loss", (out, targets, dout), ("out", "targets", "dout"))
+
+
 def softmax_argmax(probs, yout):
     """yout[n] = the first k with probs[n, k] maximal."""
     key = ("softmax_argmax", probs.shape, probs.dtype, type(probs))
@@ -706,6 +740,6 @@ __all__ = [
     "conv_forward", "conv_backward", "pool_forward", "pool_backward",
     "dense_forward", "dense_backward", "dropout_bits", "keep_threshold",
     "dropout_forward", "dropout_backward", "softmax_forward", "softmax_nll",
-    "softmax_argmax", "sgd_update", "sum_of_squares",
+    "softmax_argmax", "sigmoid_bce", "mse_loss", "sgd_update", "sum_of_squares",
 ] + sorted(update.OPTIMIZERS)
 

@@ -16,7 +16,8 @@ import math
 
 from numba import cuda
 
-from .common import TPB, I32, I32_1, array_types, block_sum, cdiv, sig
+from .common import TPB, I32, I32_1, array_types, activate, block_sum, cdiv, sig
+from ...activations import SIGMOID
 
 
 def softmax_forward_kernel(logits, probs):
@@ -82,6 +83,53 @@ def softmax_argmax_kernel(probs, yout):
         yout[n] = best
 
 
+def sigmoid_bce_kernel(logits, targets, probs, dlogits, cost, slot):
+    """logits, targets (N, K)  IN;  probs, dlogits (N, K)  OUT;  cost (ring,)
+    OUT: cost[slot] = mean of softplus(z) - t z over the N*K elements;
+    probs = sigmoid(z) (dense_forward's);  dlogits = (p - t) / (N*K).
+    grid (1,); block TPB"""
+    sh = cuda.shared.array(TPB, dtype=logits.dtype)
+    N, K = logits.shape[0], logits.shape[1]
+    tid = cuda.threadIdx.x
+    one = logits.dtype.type(1)
+    zero = one - one
+    fn = logits.dtype.type(N * K)
+    part = zero
+    for e in range(tid, N * K, TPB):
+        n = e // K
+        k = e - n * K
+        z = logits[n, k]
+        t = targets[n, k]
+        p = activate(z, SIGMOID, one)
+        probs[n, k] = p
+        dlogits[n, k] = (p - t) / fn
+        part += (max(z, zero) + math.log1p(math.exp(-abs(z)))) - t * z
+    total = block_sum(part, sh, tid, TPB)
+    if tid == 0:
+        cost[slot] = total / fn
+
+
+def mse_kernel(out, targets, dout, cost, slot):
+    """out, targets (N, K)  IN;  dout (N, K)  OUT;  cost (ring,)  OUT:
+    cost[slot] = mean((out - t)^2);  dout = 2 (out - t) / (N*K).
+    grid (1,); block TPB"""
+    sh = cuda.shared.array(TPB, dtype=out.dtype)
+    N, K = out.shape[0], out.shape[1]
+    tid = cuda.threadIdx.x
+    one = out.dtype.type(1)
+    fn = out.dtype.type(N * K)
+    part = one - one
+    for e in range(tid, N * K, TPB):
+        n = e // K
+        k = e - n * K
+        d = out[n, k] - targets[n, k]
+        dout[n, k] = (d + d) / fn
+        part += d * d
+    total = block_sum(part, sh, tid, TPB)
+    if tid == 0:
+        cost[slot] = total / fn
+
+
 # ---------------------------------------------------------------------------
 # signatures and launchers
 # ---------------------------------------------------------------------------
@@ -92,6 +140,8 @@ def signatures(dtype):
         "softmax_forward": (softmax_forward_kernel, [sig(T2, T2)]),
         "softmax_nll": (softmax_nll_kernel, [sig(T2, I32_1, T2, T2, T1, I32)]),
         "softmax_argmax": (softmax_argmax_kernel, [sig(T2, I32_1)]),
+        "sigmoid_bce": (sigmoid_bce_kernel, [sig(T2, T2, T2, T2, T1, I32)]),
+        "mse_loss": (mse_kernel, [sig(T2, T2, T2, T1, I32)]),
     }
 
 
