@@ -1,0 +1,3 @@
+"""keras.datasets: ``mnist`` (offline)."""
+
+from . import mnist  # noqa: F401
