@@ -179,6 +179,9 @@ class Dense(Layer):
 
     @property
     def dtype(self):
+        """The weights' dtype (None before the layer is built)."""
+        if self._fastnet is not None:
+            return self._fastnet.w.dtype
         return None if self._kernel is None else self._kernel.dtype
 
     def count_params(self):

@@ -223,6 +223,7 @@ class Sequential(object):
             metric_names.append(m)
         if len(metric_names) > 1:
             raise NotImplementedError("compile: give 'accuracy' once, got %r" % (metrics,))
+        self._check_output(loss_name, metric_names)
         if self._net is not None:
             # recompiling keeps the weights (in the Dense layers) and resets the optimizer
             weights = self.get_weights()
@@ -235,12 +236,10 @@ class Sequential(object):
                           "engine": engine, "fused": fused}
         self.optimizer = opt
         self.loss = loss
-        self._check_output()
         if self.built:
             self._make_network(32)
 
-    def _check_output(self):
-        loss = self._compiled["loss"]
+    def _check_output(self, loss, metrics):
         denses = self._denses()
         if not denses:
             raise ValueError("compile: the model has no Dense layer")
@@ -262,7 +261,7 @@ class Sequential(object):
                 raise NotImplementedError(
                     "compile: binary_crossentropy needs the last Dense layer to have "
                     "activation='sigmoid' (it has %r)" % last.activation)
-            if self._compiled["metrics"] and last.units > 1:
+            if metrics and last.units > 1:
                 raise NotImplementedError(
                     "compile: 'accuracy' with binary_crossentropy on %d outputs (Keras's "
                     "categorical accuracy there) is not supported" % last.units)
@@ -360,6 +359,9 @@ class Sequential(object):
 
     def _y(self, y, n, where):
         """Targets as the fastnet output layer takes them."""
+        if self._compiled is None:
+            raise RuntimeError("%s: you must compile the model before training or "
+                               "evaluating it (model.compile(...))" % where)
         loss, units = self._compiled["loss"], self._denses()[-1].units
         if y is None:
             raise ValueError("%s: y is None" % where)
