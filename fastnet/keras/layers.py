@@ -18,7 +18,7 @@ kernel's gradient is scaled by 1 - rate relative to Keras's).
 import numpy as np
 
 from .. import activations as _activations
-from . import config, utils
+from . import utils
 
 __all__ = ["Dense", "Dropout", "Input", "InputLayer", "Layer"]
 

@@ -1,3 +1,5 @@
 """keras.datasets: ``mnist`` (offline)."""
 
-from . import mnist  # noqa: F401
+from . import mnist
+
+__all__ = ["mnist"]
