@@ -9,10 +9,13 @@ layers' parameters (W is (n_in, n_out) in both).
 Dropout(rate) before a Dense layer becomes that fastnet layer's p_dropout.
 fastnet's dropout is network3's: the mask is applied unscaled while training
 and the layer's input is scaled by (1 - rate) at inference, where Keras
-scales by 1 / (1 - rate) while training.  The two give the same outputs when
-fastnet's kernel is Keras's divided by (1 - rate), which is how get_weights /
-set_weights translate it; the training steps then differ from Keras's (the
-kernel's gradient is scaled by 1 - rate relative to Keras's).
+scales by 1 / (1 - rate) while training.  The two give the same outputs (in
+training and at inference) when fastnet's kernel is Keras's divided by
+(1 - rate), which is how get_weights / set_weights translate it, and the
+gradients reaching the layers below are Keras's; but the kernel right after
+the Dropout is trained on another scale: with SGD it moves (1 - rate)^2 times
+as far per step as Keras's would (its bias moves as Keras's).  compile warns
+about it.
 """
 
 import numpy as np

@@ -20,6 +20,7 @@ gradient); Dropout is network3's (see fastnet.keras.layers).
 import math
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -289,6 +290,12 @@ class Sequential(object):
             else:
                 f = DenseOutputLayer(n_in, n, _layers_activation(layer), loss=loss,
                                      p_dropout=rate)
+            if rate:
+                warnings.warn(
+                    "fastnet.keras: Dropout(%g) before Dense %r is network3's dropout (no "
+                    "1/(1 - rate) scaling while training): outputs are Keras's, but that "
+                    "layer's kernel trains on another scale than in Keras (see "
+                    "fastnet.keras.layers)" % (rate, layer.name), UserWarning, stacklevel=4)
             out.append((layer, f, 1.0 - rate))
             rate = 0.0
         return out
