@@ -158,32 +158,6 @@ cdef inline int threads_for(int n_threads, Py_ssize_t units, Py_ssize_t elements
     return n_threads
 
 
-cdef inline int default_num_threads() except -1:
-    """OMP_NUM_THREADS (its first entry) if set, else os.cpu_count()."""
-    import os
-    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if value:
-        try:
-            n = int(value)
-        except ValueError:
-            n = 0
-        if n >= 1:
-            return n
-    return os.cpu_count() or 1
-
-
-cdef inline int checked_num_threads(object n) except -1:
-    """n as a thread count >= 1, else ValueError."""
-    import operator
-    try:
-        k = operator.index(n)
-    except TypeError:
-        raise ValueError("set_num_threads: n must be an integer >= 1, got %r" % (n,))
-    if k < 1:
-        raise ValueError("set_num_threads: n must be >= 1, got %d" % k)
-    return k
-
-
 # ---------------------------------------------------------------------------
 # workspaces: reused buffers, so the hot path does not allocate
 # ---------------------------------------------------------------------------

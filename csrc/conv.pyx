@@ -14,23 +14,15 @@
 
 from conv cimport conv_forward_kernel, conv_backward_kernel, conv_workspace_size
 from common cimport (float_typenum, check_array, check_ndim, check_blas_size,
-                     default_num_threads, checked_num_threads, data,
+                     data,
                      take_workspace, give_workspace, aligned, FASTNET_OPENMP)
 cimport numpy as cnp
 
 cnp.import_array()
 
-cdef int _num_threads = default_num_threads()
 cdef list _workspaces = []
-
-
-def _set_num_threads(n):
-    global _num_threads
-    _num_threads = checked_num_threads(n)
-
-
-def _get_num_threads():
-    return _num_threads
+# the thread count of every kernel call: fastnet/_cpu/threads.py
+from fastnet._cpu import threads as _threads
 
 
 cdef tuple _conv_dims(str fn, object x, object w, int* typenum):
@@ -62,7 +54,7 @@ def conv_forward(x, w, out):
                 True, "the dtype of x")
     if N == 0 or F == 0:
         return
-    cdef int nt = _num_threads
+    cdef int nt = _threads.count
     cdef Py_ssize_t n = N, c = C, h = H, ww = W, f = F, kh = KH, kw = KW
     cdef Py_ssize_t size = conv_workspace_size(c, h, ww, f, kh, kw, nt, False, False)
     buf = take_workspace(_workspaces, size * cnp.PyArray_ITEMSIZE(<cnp.ndarray>x))
@@ -108,7 +100,7 @@ def conv_backward(x, w, dout, dw, dx):
         if need_dx:
             dx.fill(0)
         return
-    cdef int nt = _num_threads
+    cdef int nt = _threads.count
     cdef Py_ssize_t n = N, c = C, h = H, ww = W, f = F, kh = KH, kw = KW
     cdef Py_ssize_t size = conv_workspace_size(c, h, ww, f, kh, kw, nt, True, need_dx)
     buf = take_workspace(_workspaces, size * cnp.PyArray_ITEMSIZE(<cnp.ndarray>x))

@@ -9,25 +9,17 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from dense cimport (dense_forward_kernel, dense_backward_kernel, dropout_bits_kernel,
                     dropout_forward_kernel, dropout_backward_kernel)
 from common cimport (SIGMOID, TANH, RELU, LINEAR, float_typenum, check_array, check_ndim, check_act, check_blas_size,
-                     default_num_threads, checked_num_threads, data,
+                     data,
                      FN_VEC_ACTIVATIONS)
 cimport numpy as cnp
 
 cnp.import_array()
 import numpy as np
 
-from fastnet.engines.reference import keep_threshold
+from fastnet.dropout import keep_threshold
 
-cdef int _num_threads = default_num_threads()
-
-
-def _set_num_threads(n):
-    global _num_threads
-    _num_threads = checked_num_threads(n)
-
-
-def _get_num_threads():
-    return _num_threads
+# the thread count of every kernel call: fastnet/_cpu/threads.py
+from fastnet._cpu import threads as _threads
 
 
 def _activation_codes():
@@ -65,7 +57,7 @@ def dense_forward(x, w, b, act, scale, out):
     check_act(fn, act)
     check_array(fn, "out", out, t, (N, O), "(N, O)", True, why)
     check_blas_size(fn, max(N, I, O))
-    cdef int code = act, nt = _num_threads
+    cdef int code = act, nt = _threads.count
     cdef double s = scale
     cdef Py_ssize_t n = N, i = I, o = O
     cdef void* px = data(x)
@@ -103,7 +95,7 @@ def dense_backward(x, w, out, dout, act, dw, db, dx):
     if dx is not None:
         check_array(fn, "dx", dx, t, (N, I), "(N, I)", True, why)
     check_blas_size(fn, max(N, I, O))
-    cdef int code = act, nt = _num_threads
+    cdef int code = act, nt = _threads.count
     cdef Py_ssize_t n = N, i = I, o = O
     cdef void* px = data(x)
     cdef void* pw = data(w)
@@ -156,7 +148,7 @@ def dropout_bits(seed, counter, n):
     bits = np.empty(count, dtype=np.uint32)
     cdef Py_ssize_t m = count
     cdef uint32_t* pb = <uint32_t*>data(bits)
-    cdef int nt = _num_threads
+    cdef int nt = _threads.count
     with nogil:
         dropout_bits_kernel(s, c, m, pb, nt)
     return bits
@@ -181,7 +173,7 @@ def dropout_forward(x, p_dropout, seed, counter, mask, out):
     cdef uint64_t s = _u64(fn, "seed", seed)
     cdef uint64_t c = _u64(fn, "counter", counter)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>x)
-    cdef int nt = _num_threads
+    cdef int nt = _threads.count
     cdef void* px = data(x)
     cdef uint8_t* pm = <uint8_t*>data(mask)
     cdef void* po = data(out)
@@ -201,7 +193,7 @@ def dropout_backward(dout, mask, dx):
     check_array(fn, "mask", mask, cnp.NPY_UINT8, shape, letters, False)
     check_array(fn, "dx", dx, t, shape, letters, True, "the dtype of dout")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>dout)
-    cdef int nt = _num_threads
+    cdef int nt = _threads.count
     cdef void* pd = data(dout)
     cdef uint8_t* pm = <uint8_t*>data(mask)
     cdef void* px = data(dx)

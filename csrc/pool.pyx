@@ -7,22 +7,13 @@
 # for why a module cimports its namesake .pxd.
 
 from pool cimport pool_forward_kernel, pool_backward_kernel
-from common cimport (float_typenum, check_array, check_act, default_num_threads,
-                     checked_num_threads, data)
+from common cimport (float_typenum, check_array, check_act, data)
 cimport numpy as cnp
 
 cnp.import_array()
 
-cdef int _num_threads = default_num_threads()
-
-
-def _set_num_threads(n):
-    global _num_threads
-    _num_threads = checked_num_threads(n)
-
-
-def _get_num_threads():
-    return _num_threads
+# the thread count of every kernel call: fastnet/_cpu/threads.py
+from fastnet._cpu import threads as _threads
 
 
 cdef tuple _poolsize(str fn, object poolsize):
@@ -52,7 +43,7 @@ def pool_forward(conv_out, b, act, poolsize, out):
     ph, pw = _poolsize(fn, poolsize)
     check_array(fn, "out", out, t, (N, F, CH // ph, CW // pw), "(N, F, CH//ph, CW//pw)",
                 True, "the dtype of conv_out")
-    cdef int code = act, nt = _num_threads
+    cdef int code = act, nt = _threads.count
     cdef Py_ssize_t n = N, f = F, ch = CH, cw = CW, h = ph, w = pw
     cdef void* pc = data(conv_out)
     cdef void* pb = data(b)
@@ -89,7 +80,7 @@ def pool_backward(conv_out, out, dout, act, poolsize, dconv, db):
     check_array(fn, "dout", dout, t, pooled, "(N, F, CH//ph, CW//pw)", True, why)
     check_array(fn, "dconv", dconv, t, (N, F, CH, CW), "(N, F, CH, CW)", True, why)
     check_array(fn, "db", db, t, (F,), "(F,)", True, why)
-    cdef int code = act, nt = _num_threads
+    cdef int code = act, nt = _threads.count
     cdef Py_ssize_t n = N, f = F, ch = CH, cw = CW, h = ph, w = pw
     cdef void* pc = data(conv_out)
     cdef void* po = data(out)

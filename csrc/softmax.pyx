@@ -8,22 +8,13 @@
 from libc.stdint cimport int32_t
 from softmax cimport (softmax_forward_kernel, softmax_nll_kernel, softmax_argmax_kernel,
                      sigmoid_bce_kernel, mse_kernel)
-from common cimport (float_typenum, check_array, default_num_threads,
-                     checked_num_threads, data)
+from common cimport (float_typenum, check_array, data)
 cimport numpy as cnp
 
 cnp.import_array()
 
-cdef int _num_threads = default_num_threads()
-
-
-def _set_num_threads(n):
-    global _num_threads
-    _num_threads = checked_num_threads(n)
-
-
-def _get_num_threads():
-    return _num_threads
+# the thread count of every kernel call: fastnet/_cpu/threads.py
+from fastnet._cpu import threads as _threads
 
 
 def softmax_forward(logits, probs):
@@ -36,7 +27,7 @@ def softmax_forward(logits, probs):
     N, K = logits.shape
     check_array(fn, "probs", probs, t, (N, K), "(N, K)", True, "the dtype of logits")
     cdef Py_ssize_t n = N, k = K
-    cdef int nt = _num_threads
+    cdef int nt = _threads.count
     cdef void* pl = data(logits)
     cdef void* pp = data(probs)
     with nogil:
@@ -67,7 +58,7 @@ def softmax_nll(logits, y, probs, dlogits):
         if py[i] < 0 or py[i] >= k:
             raise ValueError("%s: y[%d] = %d is not a class label in [0, %d)"
                              % (fn, i, py[i], k))
-    cdef int nt = _num_threads
+    cdef int nt = _threads.count
     cdef void* pl = data(logits)
     cdef void* pp = data(probs)
     cdef void* pd = data(dlogits)
@@ -95,7 +86,7 @@ def softmax_argmax(probs, yout):
         raise ValueError("%s: probs has shape %s; the argmax of 0 classes is undefined"
                          % (fn, probs.shape))
     cdef Py_ssize_t n = N, k = K
-    cdef int nt = _num_threads
+    cdef int nt = _threads.count
     cdef void* pp = data(probs)
     cdef int32_t* py = <int32_t*>data(yout)
     with nogil:

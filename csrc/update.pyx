@@ -9,22 +9,13 @@ from update cimport (sgd_update_kernel, sum_of_squares_kernel, optimizer_update,
                     OPT_SGD, OPT_MOMENTUM, OPT_RMSPROP, OPT_ADAGRAD, OPT_ADAM)
 from update cimport (OPT_KERAS_SGD, OPT_KERAS_RMSPROP, OPT_KERAS_ADAGRAD,
                     OPT_KERAS_ADAM)
-from common cimport (float_typenum, check_array, default_num_threads,
-                     checked_num_threads, data)
+from common cimport (float_typenum, check_array, data)
 cimport numpy as cnp
 
 cnp.import_array()
 
-cdef int _num_threads = default_num_threads()
-
-
-def _set_num_threads(n):
-    global _num_threads
-    _num_threads = checked_num_threads(n)
-
-
-def _get_num_threads():
-    return _num_threads
+# the thread count of every kernel call: fastnet/_cpu/threads.py
+from fastnet._cpu import threads as _threads
 
 
 def sgd_update(param, grad, eta, l2):
@@ -41,7 +32,7 @@ def sgd_update(param, grad, eta, l2):
                 "the dtype of param")
     cdef double e = eta, l = l2
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    cdef int nt = _num_threads
+    cdef int nt = _threads.count
     cdef void* pp = data(param)
     cdef void* pg = data(grad)
     with nogil:
@@ -65,7 +56,7 @@ cdef _optimizer(str fn, int opt, object param, object grad, tuple state, tuple h
     for k, v in enumerate(hyper):
         h[k] = v
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    cdef int nt = _num_threads
+    cdef int nt = _threads.count
     cdef void* pp = data(param)
     cdef void* pg = data(grad)
     cdef void* s0 = data(state[0]) if len(state) > 0 else NULL
@@ -115,7 +106,7 @@ def sum_of_squares(w):
     """sum(w**2) as a Python float (for the L2 term of the cost)."""
     cdef int t = float_typenum("sum_of_squares", "w", w, -1, "")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>w)
-    cdef int nt = _num_threads
+    cdef int nt = _threads.count
     cdef void* pw = data(w)
     cdef double s
     with nogil:

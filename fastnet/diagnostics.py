@@ -18,7 +18,6 @@ fastnet ``Network`` on any engine and uses nothing but ``net.params``,
 
 import numpy as np
 
-from .layers import FullyConnectedLayer
 
 __all__ = ["count_params", "grid_lines", "plane_grid", "layer_images",
            "predict_grid", "layer_interpolation", "gradient_norms",
@@ -141,8 +140,9 @@ def layer_interpolation(layer, points, steps=10):
     one the layer's output f(z).
     """
     where = "layer_interpolation"
-    if not isinstance(layer, FullyConnectedLayer):
-        raise ValueError("%s: need a FullyConnectedLayer, got %s"
+    if layer.is_output or getattr(layer, "activation_fn", None) is None \
+            or not hasattr(layer, "n_in"):
+        raise ValueError("%s: need a hidden dense layer (FullyConnectedLayer), got %s"
                          % (where, type(layer).__name__))
     if layer.n_in != layer.n_out:
         raise ValueError("%s: the layer maps %d -> %d units; interpolating between "

@@ -236,6 +236,15 @@ class _DenseBase(Layer):
             raise ValueError("n_in %r / n_out %r are not integers" % (n_in, n_out))
         return [("w", (n_in, n_out), True), ("b", (n_out,), False)]
 
+    def _draw_params(self, where):
+        """network3's FullyConnectedLayer draws: w ~ N(0, 1/n_out), b ~ N(0, 1)."""
+        dtype = floatx_dtype()
+        w = _drawn(lambda: np.random.normal(loc=0.0, scale=np.sqrt(1.0 / self.n_out),
+                                            size=(self.n_in, self.n_out)), dtype, where)
+        b = _drawn(lambda: np.random.normal(loc=0.0, scale=1.0, size=(self.n_out,)),
+                   dtype, where)
+        self._make_params(w, b)
+
     def _dense_buffers(self, N, outputs):
         bufs = {name: (N, self.n_out) for name in outputs}
         if self.p_dropout > 0.0:
@@ -277,12 +286,7 @@ class FullyConnectedLayer(_DenseBase):
         where = "FullyConnectedLayer"
         self._init_dense(n_in, n_out, p_dropout, where)
         self.activation_fn = activations.resolve(activation_fn, where)
-        dtype = floatx_dtype()
-        w = _drawn(lambda: np.random.normal(loc=0.0, scale=np.sqrt(1.0 / self.n_out),
-                                            size=(self.n_in, self.n_out)), dtype, where)
-        b = _drawn(lambda: np.random.normal(loc=0.0, scale=1.0, size=(self.n_out,)),
-                   dtype, where)
-        self._make_params(w, b)
+        self._draw_params(where)
 
     def describe(self):
         return {"type": "FullyConnectedLayer", "n_in": self.n_in, "n_out": self.n_out,
@@ -387,12 +391,7 @@ class DenseOutputLayer(_DenseBase):
             raise ValueError("%s: binary_crossentropy needs activation_fn=sigmoid, got %s"
                              % (where, self.activation_fn.name))
         self.loss = loss
-        dtype = floatx_dtype()
-        w = _drawn(lambda: np.random.normal(loc=0.0, scale=np.sqrt(1.0 / self.n_out),
-                                            size=(self.n_in, self.n_out)), dtype, where)
-        b = _drawn(lambda: np.random.normal(loc=0.0, scale=1.0, size=(self.n_out,)),
-                   dtype, where)
-        self._make_params(w, b)
+        self._draw_params(where)
 
     def describe(self):
         return {"type": "DenseOutputLayer", "n_in": self.n_in, "n_out": self.n_out,

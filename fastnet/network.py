@@ -14,7 +14,6 @@ number of training mini-batches.
 
 import hashlib
 import os
-import sys
 import threading
 import time
 import warnings
@@ -49,6 +48,7 @@ class TrainingHistory(object):
         self.test_accuracy = None
         self.training_seconds = 0.0
         self.samples_trained = 0
+        self.stopped_early = False
 
     @property
     def samples_per_second(self):
@@ -161,6 +161,7 @@ class Network(object):
                         "Network: layer %d was built with floatX %s but layer 0 with %s; "
                         "build all layers after the same set_floatx" % (i, p.dtype, self.dtype))
         seed = _seed_from_global_rng()
+        self._shuffle_seed = _splitmix64(seed + len(self.layers)) >> 1
         for i, layer in enumerate(self.layers):
             if hasattr(layer, "dropout_seed"):
                 layer.dropout_seed = _splitmix64(seed + i)
@@ -339,7 +340,8 @@ class Network(object):
     # ------------------------------------------------------------------
     def SGD(self, training_data, epochs, mini_batch_size, eta,
             validation_data, test_data, lmbda=0.0, progress=False,
-            checkpoint=None, optimizer=None):
+            checkpoint=None, optimizer=None, shuffle=False, patience=None,
+            eta_schedule=None, monitor_training=False):
         """Train the network using mini-batch stochastic gradient descent.
 
         As network3: ``epochs`` passes over ``training_data`` in order,
@@ -347,7 +349,8 @@ class Network(object):
         validation accuracy is the best to date (``>=``).  Data are network3's
         shared pairs or plain ``(x, y)`` NumPy pairs.
 
-        New keywords: ``progress=True`` draws a progress line on stderr;
+        New keywords: ``progress=True`` shows progress on stderr (a tqdm bar on
+        a terminal, else a plain line per epoch: fastnet/progress.py);
         ``checkpoint="path.npz"`` saves the whole training state atomically
         after every epoch (and on Ctrl-C) and, when the file exists at the
         start, resumes from it -- only for the same network, arguments and
@@ -364,13 +367,15 @@ class Network(object):
         try:
             return self._sgd(training_data, epochs, mini_batch_size, eta,
                              validation_data, test_data, lmbda, progress, checkpoint,
-                             optimizer)
+                             optimizer, shuffle, patience, eta_schedule, monitor_training)
         finally:
             with self._lock:
                 self._training_thread = None
 
     def _sgd(self, training_data, epochs, mini_batch_size, eta, validation_data,
-             test_data, lmbda, progress, checkpoint, optimizer):
+             test_data, lmbda, progress, checkpoint, optimizer, shuffle, patience,
+             eta_schedule, monitor_training):
+        from . import schedules
         epochs = self._check_count(epochs, "epochs")
         sgd_mbs = self._check_count(mini_batch_size, "mini_batch_size")
         if sgd_mbs != self.mini_batch_size:
@@ -402,10 +407,31 @@ class Network(object):
                "n_valid": int(valid_x.shape[0]), "n_test": int(test_x.shape[0])}
         if not isinstance(plan.optimizer, Network3SGD):
             run["optimizer"] = plan.optimizer.describe()
+        shuffle_seed = self._check_shuffle(shuffle)
+        if shuffle_seed is not None:
+            run["shuffle"] = shuffle_seed
+        if patience is not None:
+            if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) \
+                    or patience < 1:
+                raise ValueError("SGD: patience must be an integer >= 1 (epochs without a "
+                                 "new best), got %r" % (patience,))
+            run["patience"] = patience = int(patience)
+        if eta_schedule is not None:
+            if not (callable(eta_schedule) or hasattr(eta_schedule, "eta")):
+                raise ValueError("SGD: eta_schedule must be a fastnet.schedules schedule or "
+                                 "a function of the epoch, got %r" % (eta_schedule,))
+            run["eta_schedule"] = schedules.describe(eta_schedule)
+        if monitor_training:
+            run["monitor_training"] = True
+        lr_key = "eta" if "eta" in hyper else "lr" if "lr" in hyper else None
+        if eta_schedule is not None and lr_key is None:
+            raise ValueError("SGD: eta_schedule needs an optimizer with a learning rate")
+        base_lr = hyper.get(lr_key)
         state = {"epoch": 0, "minibatch_index": 0,
                  "best_validation_accuracy": 0.0, "best_iteration": None,
                  "test_accuracy": None, "history": []}
         data_fingerprints = None
+        resumed = None
         if checkpoint is not None:
             from . import persist
             # once per call (one pass over the data), reused by every save
@@ -422,16 +448,24 @@ class Network(object):
         best_iteration = state["best_iteration"]
         test_accuracy = state["test_accuracy"]
 
+        best_params = None
+        if checkpoint is not None and patience is not None and resumed is not None:
+            best_params = resumed.pop("best_params", None)
+        stopped = state.get("stopped_early", False)
+
         def save(epoch, minibatch_index):
             if checkpoint is None:
                 return
             from . import persist
             self._params_to_host()
-            persist.save_checkpoint(checkpoint, self, run, {
-                "epoch": epoch, "minibatch_index": minibatch_index,
-                "best_validation_accuracy": best_validation_accuracy,
-                "best_iteration": best_iteration, "test_accuracy": test_accuracy,
-                "history": history.epochs}, data_fingerprints)
+            st = {"epoch": epoch, "minibatch_index": minibatch_index,
+                  "best_validation_accuracy": best_validation_accuracy,
+                  "best_iteration": best_iteration, "test_accuracy": test_accuracy,
+                  "history": history.epochs}
+            if stopped:
+                st["stopped_early"] = True
+            persist.save_checkpoint(checkpoint, self, run, st, data_fingerprints,
+                                    best_params=best_params)
 
         with self._lock:
             self._params_to_engine()
@@ -444,6 +478,27 @@ class Network(object):
         first_batch = state["minibatch_index"]
         try:
             for epoch in range(state["epoch"], epochs):
+                if stopped:
+                    break
+                epoch_eta = base_lr
+                if eta_schedule is not None:
+                    epoch_eta = schedules.eta_for_epoch(eta_schedule, eta, epoch, history.epochs)
+                    if epoch_eta is None:
+                        stopped = True
+                        print("Stopping: the learning-rate schedule reached its floor "
+                              "after epoch {0}.".format(epoch - 1))
+                        with self._lock:
+                            save(epochs, 0)
+                        break
+                    if base_lr != eta:       # an optimizer: its lr scaled alike
+                        epoch_eta = epoch_eta * (base_lr / eta)
+                    self._check_in_floatx(epoch_eta, "the scheduled learning rate")
+                    hyper = dict(hyper, **{lr_key: epoch_eta})
+                if shuffle_seed is not None:
+                    order = np.random.Generator(np.random.PCG64(
+                        [shuffle_seed, epoch])).permutation(train_x.shape[0])
+                    with self._lock:
+                        tx_e, ty_e = self._to_engine(train_x[order], train_y[order])
                 t0 = time.perf_counter()
                 minibatch_index = first_batch
                 while minibatch_index < num_training_batches:
@@ -482,8 +537,6 @@ class Network(object):
                 history.training_seconds += seconds
                 history.samples_trained += (num_training_batches - first_batch) * mbs
                 first_batch = 0
-                if progress:
-                    sys.stderr.write("\n")
                 with self._lock:
                     last_good = self._snapshot()
                     # iteration is the last mini-batch of this epoch
@@ -494,6 +547,11 @@ class Network(object):
                     epoch, validation_accuracy))
                 record = {"epoch": epoch, "validation_accuracy": validation_accuracy,
                           "test_accuracy": None, "seconds": seconds}
+                if lr_key is not None:
+                    record["eta"] = epoch_eta
+                if monitor_training:
+                    record["training_cost"], record["training_accuracy"] = \
+                        self.evaluate_batches(train_x, train_y)
                 if validation_accuracy >= best_validation_accuracy:
                     print("This is the best validation accuracy to date.")
                     best_validation_accuracy = validation_accuracy
@@ -504,14 +562,30 @@ class Network(object):
                     print("The corresponding test accuracy is {0:.2%}".format(
                         test_accuracy))
                     record["test_accuracy"] = test_accuracy
+                    if patience is not None:
+                        best_params = [a.copy() for a in last_good]
                 history.epochs.append(record)
+                if patience is not None:
+                    since = 0
+                    for r in reversed(history.epochs):
+                        if r["test_accuracy"] is not None:
+                            break
+                        since += 1
+                    if since >= patience:
+                        stopped = True
+                        print("Stopping early: no new best validation accuracy in {0} "
+                              "epochs.".format(since))
                 with self._lock:
-                    save(epoch + 1, 0)
+                    save(epochs if stopped else epoch + 1, 0)
         finally:
             if interrupted is not None:
                 interrupted.restore()
             with self._lock:
                 self._device_live = False
+                self._params_to_host()
+        if stopped and patience is not None and best_params is not None:
+            with self._lock:
+                self._restore(best_params)
                 self._params_to_host()
         if interrupted is not None and interrupted.raised:
             # Ctrl-C after the last mini-batch (during the last evaluation):
@@ -523,6 +597,7 @@ class Network(object):
         print("Best validation accuracy of {0:.2%} obtained at iteration {1}".format(
             best_validation_accuracy, best_iteration))
         print("Corresponding test accuracy of {0:.2%}".format(test_accuracy))
+        history.stopped_early = bool(stopped)
         history.best_validation_accuracy = best_validation_accuracy
         history.best_iteration = best_iteration
         history.test_accuracy = test_accuracy
@@ -553,6 +628,18 @@ class Network(object):
             raise ValueError("SGD: %s is %g%s, which is 0 in %s (smallest %g): training "
                              "would change nothing" % (what, value, source, self.dtype,
                                                         np.finfo(self.dtype).smallest_subnormal))
+
+    def _check_shuffle(self, shuffle):
+        """The seed of the epochs' orders, or None for network3's order."""
+        if shuffle is False or shuffle is None:
+            return None
+        if shuffle is True:
+            return int(self._shuffle_seed)
+        if isinstance(shuffle, (bool, np.bool_)) or not isinstance(shuffle, (int, np.integer)) \
+                or shuffle < 0:
+            raise ValueError("SGD: shuffle must be True, False or a seed (an integer >= 0), "
+                             "got %r" % (shuffle,))
+        return int(shuffle)
 
     def _check_optimizer(self, optimizer, eta, lmbda):
         """The optimizer of this call: network3's SGD (kept across calls)
@@ -609,12 +696,12 @@ class Network(object):
                 stacklevel=4)
 
     def _progress(self, epoch, done, total, t0):
-        rate = done * self.mini_batch_size / max(time.perf_counter() - t0, 1e-9)
-        width = 30
-        filled = int(width * done / total)
-        sys.stderr.write("\r  epoch %d [%s%s] %d/%d mini-batches, %.0f samples/s"
-                         % (epoch, "#" * filled, "." * (width - filled), done, total, rate))
-        sys.stderr.flush()
+        # fastnet/progress.py: a tqdm bar on a terminal, plain lines in a log
+        from .progress import Progress
+        reporter = getattr(self, "_progress_reporter", None)
+        if reporter is None or reporter.mini_batch_size != self.mini_batch_size:
+            reporter = self._progress_reporter = Progress(self.mini_batch_size)
+        reporter.update(epoch, done, total, t0)
 
     def _snapshot(self):
         self._params_to_host()
@@ -716,6 +803,28 @@ class Network(object):
     def accuracy(self, data):
         """Mean of the per-mini-batch accuracies, as network3 reports it."""
         return float(np.mean(self.batch_accuracies(data)))
+
+    def summary(self, print_fn=print):
+        """Print each layer's type, output shape and parameter count, and the
+        total (as Keras's model.summary); returns the total."""
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        total = 0
+        for i, layer in enumerate(self.layers):
+            n = sum(int(np.prod(shape)) for _, shape, _ in layer.param_shapes())
+            total += n
+            shape = "(None, %s)" % ", ".join(str(d) for d in layer.out_shape)
+            rows.append(("%d %s" % (i, type(layer).__name__), shape, "{:,}".format(n)))
+        widths = [max(len(r[c]) for r in rows) + 2 for c in range(3)]
+        line = "-" * sum(widths)
+        out = ["Network (mini-batch size %d, engine %s)" % (self.mini_batch_size,
+                                                          self.engine.name), line]
+        for k, r in enumerate(rows):
+            out.append("".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+            if k == 0:
+                out.append("=" * sum(widths))
+        out += [line, "Total params: {:,}".format(total)]
+        print_fn("\n".join(out))
+        return total
 
     def train_batch(self, x, y, optimizer=None):
         """One training step on the rows of x (any count from 1 to the

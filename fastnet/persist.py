@@ -175,9 +175,10 @@ def save(net, path):
     _write_atomic(path, _arrays(net, meta, path, ValueError))
 
 
-def save_checkpoint(path, net, run, state, data):
+def save_checkpoint(path, net, run, state, data, best_params=None):
     """Write the whole training state of an SGD call to ``path``; ``data``
-    is ``data_fingerprints(...)`` of the call's data.
+    is ``data_fingerprints(...)`` of the call's data; ``best_params`` (early
+    stopping) the weights of the best epoch so far, in ``net.params`` order.
 
     Weights that are not finite are never written (FloatingPointError): the
     previous checkpoint, the last good state, stays.
@@ -191,6 +192,8 @@ def save_checkpoint(path, net, run, state, data):
     # the optimizer's state (momentum, running averages): resumes bitwise
     for (group, k), a in plan.state_to_host().items():
         arrays["opt_%s_%d" % (group, k)] = a
+    for i, a in enumerate(best_params or ()):
+        arrays["best_param_%d" % i] = a
     _write_atomic(path, arrays)
 
 
@@ -409,6 +412,7 @@ def _params_from(archive, net, optimizer_state=False):
     extra = set(archive.names()) - {_META} - {"param_%d" % i for i in range(len(values))}
     if optimizer_state:
         extra -= set(_optimizer_arrays(net))
+        extra -= {"best_param_%d" % i for i in range(len(values))}
     if extra:
         raise ValueError("%s: unexpected arrays %s" % (archive.path, sorted(extra)))
     return values
@@ -544,8 +548,11 @@ def _check_state(path, state, run):
     if best is not None and (not _is_int(best) or best < 0):
         bad("best_iteration %r" % (best,))
     history = state.get("history")
-    if not isinstance(history, list) or len(history) != epoch \
-            or not all(isinstance(h, dict) for h in history):
+    stopped = state.get("stopped_early", False)
+    if not isinstance(stopped, bool) or (stopped and epoch != epochs):
+        bad("stopped_early %r" % (stopped,))
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history) \
+            or (len(history) != epoch if not stopped else len(history) > epoch):
         bad("history is not one record per finished epoch")
     return state
 
@@ -599,8 +606,18 @@ def load_checkpoint(path, net, run, data):
     state = _check_state(path, meta.get("state"), run)
     values = _params_from(archive, net, optimizer_state=True)
     opt_state, opt_step = _optimizer_state_from(path, archive, net, meta)
+    best = None
+    if "best_param_0" in archive.names():
+        best = []
+        for i, p in enumerate(net.params):
+            a = archive.array("best_param_%d" % i, p.shape, p.dtype)
+            if not np.all(np.isfinite(a)):
+                raise ValueError("%s: best_param_%d holds NaN or Inf" % (path, i))
+            best.append(a)
     _apply(net, meta, values)
     net._plan.state_from_host(opt_state, opt_step)
+    if best is not None:
+        state = dict(state, best_params=best)
     if meta["version"] < 2:
         warnings.warn(
             "checkpoint %s was written by an older fastnet (format version %d) without "

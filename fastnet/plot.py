@@ -22,7 +22,6 @@ import os
 import numpy as np
 
 from . import diagnostics
-from .layers import ConvPoolLayer, SoftmaxLayer
 
 __all__ = ["layer_images", "decision_boundary", "interpolation_frames",
            "gradient_norms", "weight_images", "conv_filters", "learning_curves",
@@ -147,7 +146,7 @@ def layer_images(net, x, y, path, bounds=None, n_lines=15, title=None,
     lines = diagnostics.grid_lines(bounds, n_lines, 80)
     point_images = diagnostics.layer_images(net, x)
     line_images = diagnostics.layer_images(net, lines)
-    hidden = [k for k, layer in enumerate(net.layers) if not isinstance(layer, SoftmaxLayer)]
+    hidden = [k for k, layer in enumerate(net.layers) if not layer.is_output]
     shown = [0] + [k + 1 for k in hidden]
     n = len(shown)
     if figsize is None:
@@ -406,7 +405,7 @@ def weight_images(net_or_layer, path, max_units=None, image_shape=None, columns=
     unit "looks for"."""
     where = "plot.weight_images"
     layer = net_or_layer.layers[0] if hasattr(net_or_layer, "layers") else net_or_layer
-    if isinstance(layer, ConvPoolLayer) or not hasattr(layer, "n_out"):
+    if hasattr(layer, "filter_shape") or not hasattr(layer, "n_out"):
         raise ValueError("%s: need a FullyConnectedLayer or SoftmaxLayer (or a network "
                          "starting with one), got %s" % (where, type(layer).__name__))
     w = layer.w.get_value()
@@ -432,13 +431,13 @@ def conv_filters(net_or_layer, path, channel=0, columns=None, title=None, figsiz
     picks which one to show."""
     where = "plot.conv_filters"
     if hasattr(net_or_layer, "layers"):
-        convs = [l for l in net_or_layer.layers if isinstance(l, ConvPoolLayer)]
+        convs = [l for l in net_or_layer.layers if hasattr(l, "filter_shape")]
         if not convs:
             raise ValueError("%s: the network has no ConvPoolLayer" % where)
         layer = convs[0]
     else:
         layer = net_or_layer
-    if not isinstance(layer, ConvPoolLayer):
+    if not hasattr(layer, "filter_shape"):
         raise ValueError("%s: need a ConvPoolLayer, got %s" % (where, type(layer).__name__))
     w = layer.w.get_value()
     if not 0 <= channel < w.shape[1]:

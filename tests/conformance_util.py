@@ -26,9 +26,17 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"              # ../shared from the repo root
-CONFORMANCE = SHARED / "conformance"
-MNIST_DIR = SHARED / "data" / "mnist-t10k"
+# the repository's copy of the golden files (tests/conformance/PROVENANCE.md);
+# FASTNET_CONFORMANCE_DIR points the tests at another copy
+IN_REPO_CONFORMANCE = REPO / "tests" / "conformance"
+CONFORMANCE = Path(os.environ.get("FASTNET_CONFORMANCE_DIR") or IN_REPO_CONFORMANCE)
+# the real MNIST digits of the recipe: the package's bundled sample, the same
+# bytes as the development machines' shared/data/mnist-t10k
+MNIST_DIR = REPO / "fastnet" / "_data"
+# where the copies came from, beside the repository in development and CI
+SHARED = REPO.parent / "shared"
+SHARED_CONFORMANCE = SHARED / "conformance"
+SHARED_MNIST_DIR = SHARED / "data" / "mnist-t10k"
 
 CASES = ("a_fc_sigmoid", "b_conv_sigmoid", "c_conv2_relu_l2", "d_odd_shapes",
          "e_dropout_inference", "f_fc_long", "g_init_floordiv", "h_conv2_relu_long")
@@ -60,6 +68,20 @@ def skip_or_fail(reason):
         pytest.fail("%s -- and CI is set, where this must not be skipped" % reason,
                     pytrace=False)
     pytest.skip(reason)
+
+
+def import_or_skip(module, install_hint):
+    """The module ``module``; when it is not installed, skip (the whole test
+    module at import time) saying ``install_hint`` -- in CI, fail instead."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        reason = "%s is not installed (%s): %s" % (module, install_hint, exc)
+        if in_ci():
+            pytest.fail(reason + " -- and CI is set, where this must not be skipped",
+                        pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
 
 
 def engine_names():
@@ -99,8 +121,9 @@ def conformance_present():
 
 
 def conformance_missing_reason():
-    return ("conformance data not found at %s (expected ../shared/conformance "
-            "from the repo root)" % CONFORMANCE)
+    return ("conformance data not found at %s (the repository's tests/conformance, or "
+            "FASTNET_CONFORMANCE_DIR when set; a source distribution does not carry it: "
+            "test from a clone of the repository)" % CONFORMANCE)
 
 
 @lru_cache(maxsize=None)
@@ -311,8 +334,8 @@ def mnist_recipe():
     images = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
     labels = MNIST_DIR / "t10k-labels-idx1-ubyte.gz"
     if not images.is_file() or not labels.is_file():
-        skip_or_fail("MNIST sample not found at %s (expected ../shared/data/mnist-t10k "
-                     "from the repo root)" % MNIST_DIR)
+        skip_or_fail("MNIST sample not found at %s (the package's bundled digits, "
+                     "fastnet/_data in the repository)" % MNIST_DIR)
     x = read_idx(images).reshape(10000, 784).astype(np.float32) / np.float32(255.0)
     y = read_idx(labels).astype(np.int64)
     p = np.random.RandomState(2026).permutation(10000)

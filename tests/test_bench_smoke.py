@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+import conformance_util as cu
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -73,6 +75,7 @@ def test_bench_fastnet_cuda_probe_under_the_simulator():
     assert probe["event"] == "probe", probe
     if not probe["ok"] and ("ImportError" in probe["reason"]
                             or "ModuleNotFoundError" in probe["reason"]):
-        pytest.skip("fastnet's cuda engine does not import here: %s" % probe["reason"])
+        cu.skip_or_fail("fastnet's cuda engine does not import here (the cuda extra: "
+                        "pip install '.[cuda]'): %s" % probe["reason"])
     assert probe["ok"] is True, probe
     assert probe["simulated"] is True and "simulator" in probe["gpu"].lower()

@@ -1,4 +1,5 @@
-"""fastnet against network3's own numbers: ../shared/conformance (see its README).
+"""fastnet against network3's own numbers: tests/conformance (see its README
+and PROVENANCE.md; FASTNET_CONFORMANCE_DIR points elsewhere).
 
 Every case is driven through fastnet's public API exactly as a network3 user
 would: ``np.random.seed(seed)``, the layer constructor calls in order,
@@ -11,8 +12,8 @@ accuracies and log lines exactly).
 
 Parametrised over the 16 golden files (``<case>-<floatX>``) and the engines
 (reference; cpu when built -- in CI a missing engine fails).  f and h (1,600
-and 800 steps on the whole 8,000-row recipe, rebuilt here from
-../shared/data and checked against the stored sha256) are marked ``slow``; they
+and 800 steps on the whole 8,000-row recipe, rebuilt here from the
+bundled digits, fastnet/_data, and checked against the stored sha256) are marked ``slow``; they
 run by default, ``-m "not slow"`` leaves them out.
 
 Time budget (2 cores, unloaded): everything but h takes a few seconds per
@@ -34,10 +35,9 @@ import pytest
 
 import conformance_util as cu
 
+# never a silent skip: without its data this file is an error, in CI or not
 if not cu.conformance_present():
-    if cu.in_ci():
-        raise RuntimeError(cu.conformance_missing_reason() + " -- and CI is set")
-    pytest.skip(cu.conformance_missing_reason(), allow_module_level=True)
+    raise RuntimeError(cu.conformance_missing_reason())
 
 import fastnet  # noqa: E402
 

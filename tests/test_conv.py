@@ -225,7 +225,7 @@ def test_conv_forward_bad_arguments(kernel_engine):
 def test_conv_backward_bad_arguments(kernel_engine):
     f = kernel_engine.conv_backward
     x, w, out = _good(np.float64)
-    dw, dx = np.empty_like(w), np.empty_like(x)
+    dw, dx = np.zeros_like(w), np.zeros_like(x)   # zeroed: the cases cast them
     cases = [
         ((x, w, out.astype(np.float32), dw, dx), r"conv_backward: dout has dtype float32; expected float64"),
         ((x, w, out[:1], dw, dx), r"dout has shape \(1, 4, 6, 6\); expected \(N, F, OH, OW\) = \(2, 4, 6, 6\)"),

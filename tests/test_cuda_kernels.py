@@ -22,8 +22,9 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("numba_cuda", reason="numba-cuda is not installed "
-                    "(pip install 'numba-cuda[cu13]>=0.30,<0.31')")
+import conformance_util as cu  # noqa: E402
+
+cu.import_or_skip("numba_cuda", "the CUDA tests need the cuda extra: pip install '.[cuda]'")
 
 IN_SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +47,7 @@ def run_under_simulator(path, timeout=900):
 
 
 if not IN_SIMULATOR:
+    @pytest.mark.slow    # a minute or more: -m "not slow" leaves it out
     def test_kernels_under_cuda_simulator():
         run_under_simulator(os.path.abspath(__file__))
 

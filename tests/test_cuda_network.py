@@ -21,14 +21,16 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("numba_cuda", reason="numba-cuda is not installed "
-                    "(pip install 'numba-cuda[cu13]>=0.30,<0.31')")
+import conformance_util as cu  # noqa: E402
+
+cu.import_or_skip("numba_cuda", "the CUDA tests need the cuda extra: pip install '.[cuda]'")
 
 IN_SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 if not IN_SIMULATOR:
+    @pytest.mark.slow    # a minute or more: -m "not slow" leaves it out
     def test_network_under_cuda_simulator():
         env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
         env["PYTHONPATH"] = os.pathsep.join(
@@ -130,3 +132,31 @@ else:
             net.SGD(data(n_batches * MBS, 1), 1, MBS, 0.1, valid, test)
             counts.append(E.launch_count() - start)
         assert counts[1] - counts[0] == expected
+
+
+if IN_SIMULATOR:
+    from fastnet import DenseOutputLayer, optim, tanh, sigmoid
+
+    @pytest.mark.parametrize("loss", ["binary_crossentropy", "mse"])
+    def test_optimizers_and_dense_output_match_reference(floatx, loss, capsys):
+        """XOR-sized: 2-4 tanh-1 sigmoid, Adam then Nesterov momentum through
+        the public SGD (state carried between the calls), train_batch with a
+        partial batch, evaluate_batches: the cuda engine equals the reference."""
+        x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=floatx)
+        t = np.array([[0], [1], [1], [0]], dtype=floatx)
+        results = []
+        for where in ({"engine": "reference"}, {"device": "cuda"}):
+            np.random.seed(3)
+            net = Network([FullyConnectedLayer(2, 4, activation_fn=tanh),
+                           DenseOutputLayer(4, 1, activation_fn=sigmoid, loss=loss)], 4, **where)
+            adam = optim.Adam(lr=0.05)
+            net.SGD((x, t), 1, 4, 0.05, (x, t), (x, t), optimizer=adam)
+            net.SGD((x, t), 1, 4, 0.05, (x, t), (x, t), optimizer=adam)
+            loss_b, acc_b = net.train_batch(x[:3], t[:3], optim.SGD(0.1, momentum=0.9,
+                                                                    nesterov=True))
+            results.append((params(net), loss_b, net.evaluate_batches(x, t)))
+        capsys.readouterr()
+        (p_ref, l_ref, e_ref), (p_cud, l_cud, e_cud) = results
+        assert_same_params(p_cud, p_ref, RTOL[floatx])
+        np.testing.assert_allclose(l_cud, l_ref, rtol=RTOL[floatx])
+        np.testing.assert_allclose(e_cud, e_ref, rtol=RTOL[floatx])

@@ -13,8 +13,9 @@ from unittest import mock
 
 import pytest
 
-pytest.importorskip("numba_cuda", reason="numba-cuda is not installed "
-                    "(pip install 'numba-cuda[cu13]>=0.30,<0.31')")
+import conformance_util as cu  # noqa: E402
+
+cu.import_or_skip("numba_cuda", "the CUDA tests need the cuda extra: pip install '.[cuda]'")
 
 from numba import config  # noqa: E402
 

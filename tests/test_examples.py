@@ -104,3 +104,12 @@ def test_examples_say_how_to_run_them(name):
     with open(os.path.join(EXAMPLES, name)) as f:
         source = f.read()
     assert "python examples/%s [--quick] [--out DIR]" % name in source
+
+
+def test_seed004_chapter6(tmp_path):
+    out = run_example("seed004_chapter6.py", tmp_path)
+    table = out[out.index("Chapter 6's ladder"):]
+    rungs = [l.split("|")[1].strip() for l in table.splitlines()
+             if l.startswith("| ") and "---" not in l][1:]
+    assert rungs == ["shallow", "conv1", "conv2", "relu_l2", "expanded", "dropout", "ensemble"]
+    assert_pictures(tmp_path, ["learning_curves.png", "conv_filters.png"])

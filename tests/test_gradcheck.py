@@ -211,3 +211,23 @@ def test_dropout(act, engine):
         p.set_value(q.get_value())
     assert ref.cost_and_grads(x, y, 0.2, 2)[0] != c1
     gradcheck(net, x, y, 0.2, 2, 55)
+
+
+@on_engines
+@pytest.mark.parametrize("loss,act", [("binary_crossentropy", "sigmoid"), ("mse", "sigmoid"),
+                                      ("mse", "linear"), ("mse", "tanh")])
+@pytest.mark.parametrize("l2", ["nol2", "l2ntb3"])
+def test_dense_output_layer(loss, act, l2, engine):
+    """DenseOutputLayer's costs (mean BCE of sigmoid outputs, mean squared
+    error) through a hidden layer, on float targets."""
+    from fastnet import DenseOutputLayer
+    lmbda, ntb = L2[l2]
+    np.random.seed(61)
+    mbs = 4
+    net = Network([FullyConnectedLayer(5, 6, activation_fn=tanh),
+                   DenseOutputLayer(6, 3, activation_fn=ACTIVATIONS[act], loss=loss)],
+                  mbs, engine=engine)
+    rs = np.random.RandomState(62)
+    _randomise(net, rs)
+    x, t = rs.rand(mbs, 5), rs.rand(mbs, 3)
+    gradcheck(net, x, t, lmbda, ntb, 63)

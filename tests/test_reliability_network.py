@@ -250,7 +250,7 @@ def test_huge_lmbda_divergence_names_the_l2_term(lmbda):
         _train(net, x, y, eta=0.5, lmbda=lmbda)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference engine computes on the huge numbers
 @pytest.mark.parametrize("engine", ["cpu", "reference"])
 def test_divergence_is_the_same_test_on_every_engine(engine):
     """ReLU net, inputs scaled by 1e3, eta 1e6: the weights stay finite but
@@ -276,3 +276,75 @@ def test_output_layer_must_be_an_integer():
         with pytest.raises(ValueError, match="layer must be an integer"):
             net.output(x, layer=bad)
     assert net.output(x, layer=np.int64(1)).shape == (5, 8)
+
+
+def test_summary_counts_parameters():
+    np.random.seed(0)
+    net = Network([FullyConnectedLayer(784, 16), FullyConnectedLayer(16, 16),
+                   SoftmaxLayer(16, 10)], 10)
+    lines = []
+    assert net.summary(print_fn=lines.append) == 13002
+    text = "\n".join(lines)
+    assert "Total params: 13,002" in text and "(None, 16)" in text and "12,560" in text
+
+
+def test_shuffle_is_seeded_resumable_and_off_by_default(tmp_path):
+    x, y = _data(200)
+    a, b = _conv_net(seed=3), _conv_net(seed=3)
+    _train(a, x, y, epochs=2, shuffle=True)
+    _train(b, x, y, epochs=2, shuffle=True)
+    for p, q in zip(a.params, b.params):               # same seed, same orders
+        np.testing.assert_array_equal(p.get_value(), q.get_value())
+    plain = _conv_net(seed=3)
+    _train(plain, x, y, epochs=2)
+    assert any(not np.array_equal(p.get_value(), q.get_value())
+               for p, q in zip(a.params, plain.params)), "shuffle changed nothing"
+    c = _conv_net(seed=3)
+    _train(c, x, y, epochs=2, shuffle=7)
+    assert any(not np.array_equal(p.get_value(), q.get_value())
+               for p, q in zip(a.params, c.params)), "another seed gave the same orders"
+    with pytest.raises(ValueError, match="shuffle must be"):
+        _train(_conv_net(), x, y, shuffle=-1)
+    # a checkpointed shuffled run, stopped after epoch 1 and resumed, is bitwise the same
+    whole = _conv_net(seed=3)
+    _train(whole, x, y, epochs=3, shuffle=True)
+    part = _conv_net(seed=3)
+    ck2 = str(tmp_path / "s2.npz")
+    real = part._batch_accuracies
+    calls = []
+
+    def die(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real(*args)
+    part._batch_accuracies = die
+    with pytest.raises(RuntimeError):
+        _train(part, x, y, epochs=3, shuffle=True, checkpoint=ck2)
+    resumed = _conv_net(seed=3)
+    _train(resumed, x, y, epochs=3, shuffle=True, checkpoint=ck2)
+    for p, q in zip(whole.params, resumed.params):
+        np.testing.assert_array_equal(p.get_value(), q.get_value())
+
+
+def test_dense_output_network_saves_loads_and_checks_targets(tmp_path):
+    from fastnet import DenseOutputLayer
+    np.random.seed(4)
+    net = Network([FullyConnectedLayer(36, 8), DenseOutputLayer(8, 2, loss="binary_crossentropy")],
+                  MBS)
+    x, _ = _data(40)
+    t = (x[:, :2] > 0.5).astype(x.dtype)
+    _train(net, x, t, epochs=2)
+    path = str(tmp_path / "n.npz")
+    net.save(path)
+    back = fastnet.load(path)
+    np.testing.assert_array_equal(back.output(x), net.output(x))
+    assert repr(back.layers[-1]) == repr(net.layers[-1])
+    with pytest.raises(ValueError, match=r"targets must be in \[0, 1\]"):
+        _train(net, x, t * 2, epochs=1)
+    with pytest.raises(ValueError, match=r"shape \(rows, 2\)"):
+        _train(net, x, t[:, :1], epochs=1)
+    with pytest.raises(ValueError, match="binary_crossentropy needs activation_fn=sigmoid"):
+        DenseOutputLayer(3, 1, activation_fn=fastnet.tanh, loss="binary_crossentropy")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        DenseOutputLayer(3, 1, loss="hinge")

@@ -20,6 +20,7 @@ try:
     from .._cpu import conv as _conv, pool as _pool, dense as _dense
     from .._cpu import softmax as _softmax, update as _update
     from .._cpu import blas_info  # noqa: F401
+    from .._cpu import threads as _threads
 except ImportError as e:  # the extension modules were not built
     raise ImportError(
         "fastnet's compiled CPU engine is not built (%s). Install fastnet with "
@@ -41,7 +42,6 @@ if _built != _table:
 
 name = "cpu"
 
-_MODULES = (_conv, _pool, _dense, _softmax, _update)
 
 # conv
 conv_forward = _conv.conv_forward
@@ -72,8 +72,7 @@ sum_of_squares = _update.sum_of_squares
 
 def set_num_threads(n):
     """Run the kernels on n OpenMP threads (n >= 1)."""
-    for m in _MODULES:
-        m._set_num_threads(n)
+    _threads.set(n)
 
 
 #: True in a child process forked from one whose kernels had threads
@@ -88,8 +87,7 @@ def _after_fork_in_child():
     and 'forkserver' start methods have no such limit)."""
     global forked_to_one_thread
     if get_num_threads() > 1:
-        for m in _MODULES:
-            m._set_num_threads(1)
+        _threads.set(1)
         forked_to_one_thread = True
 
 
@@ -99,7 +97,7 @@ if hasattr(os, "register_at_fork"):
 
 def get_num_threads():
     """The number of threads the kernels use (1 in a build without OpenMP)."""
-    return _conv._get_num_threads() if openmp_enabled() else 1
+    return _threads.count if openmp_enabled() else 1
 
 
 def openmp_enabled():

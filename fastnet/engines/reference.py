@@ -19,6 +19,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..activations import SIGMOID, TANH, RELU, LINEAR
+from ..dropout import keep_threshold  # noqa: F401  (part of every engine's surface)
 
 name = "reference"
 
@@ -224,11 +225,6 @@ def dropout_bits(seed, counter, n):
     z = (z ^ (z >> np.uint64(27))) * _MIX2
     z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(32)).astype(np.uint32)
-
-
-def keep_threshold(p_dropout):
-    """Keep an element when its 32 bits are below this: P(keep) = 1 - p."""
-    return int(round((1.0 - p_dropout) * 4294967296.0))
 
 
 def dropout_forward(x, p_dropout, seed, counter, mask, out):

@@ -29,7 +29,7 @@ from numba import config, cuda
 from . import common, conv, dense, device, pool, softmax, update
 from .common import ACTIVATIONS, SIMULATOR
 from .device import DeviceMemoryError  # noqa: F401  (part of the engine's surface)
-from ..reference import keep_threshold  # the same pure function on every engine
+from ...dropout import keep_threshold  # the same pure function on every engine
 
 name = "cuda"
 #: the Network keeps parameters and data on the device between calls
