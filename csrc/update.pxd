@@ -54,6 +54,15 @@ cdef enum:
     OPT_ADAM = 5         # h: lr, beta1, beta2, eps, weight_decay, decoupled, step
 
 
+# Keras 3's optimizers (fastnet.keras.optimizers; reference.py's keras_*_update
+# for the formulas), in Keras's order; weight_decay (decoupled) comes first.
+cdef enum:
+    OPT_KERAS_SGD = 6       # h: learning_rate, momentum, nesterov, weight_decay
+    OPT_KERAS_RMSPROP = 7   # h: learning_rate, rho, epsilon, weight_decay
+    OPT_KERAS_ADAGRAD = 8   # h: learning_rate, epsilon, weight_decay
+    OPT_KERAS_ADAM = 9      # h: learning_rate, beta_1, beta_2, epsilon, weight_decay, step
+
+
 cdef inline void optimizer_span(int opt, floating* p, const floating* grad, floating* s0,
                                 floating* s1, Py_ssize_t n, const double* h) noexcept nogil:
     """One optimizer's update of n elements (serially)."""
@@ -114,6 +123,51 @@ cdef inline void optimizer_span(int opt, floating* p, const floating* grad, floa
             s0[i] = s0[i] + c1 * (g - s0[i])
             s1[i] = s1[i] * a + c2 * (g * g)
             p[i] = p[i] + step_size * (s0[i] / (<floating>sqrt(s1[i]) / bc2 + eps))
+    elif opt == OPT_KERAS_SGD:
+        lr, mom, wd = <floating>h[0], <floating>h[1], <floating>h[3]
+        nesterov = h[2] != 0
+        for i in range(n):
+            if wd != 0:
+                p[i] = p[i] - p[i] * wd * lr
+            g = grad[i]
+            if mom != 0:
+                b = s0[i] * mom - g * lr
+                s0[i] = b
+                if nesterov:
+                    p[i] = p[i] + (b * mom - g * lr)
+                else:
+                    p[i] = p[i] + b
+            else:
+                p[i] = p[i] - g * lr
+    elif opt == OPT_KERAS_RMSPROP:
+        lr, a, a1, eps, wd = <floating>h[0], <floating>h[1], <floating>(1.0 - h[1]), <floating>h[2], <floating>h[3]
+        for i in range(n):
+            if wd != 0:
+                p[i] = p[i] - p[i] * wd * lr
+            g = grad[i]
+            s0[i] = a * s0[i] + a1 * (g * g)
+            p[i] = p[i] - (lr * g) / <floating>sqrt(s0[i] + eps)
+    elif opt == OPT_KERAS_ADAGRAD:
+        lr, eps, wd = <floating>h[0], <floating>h[1], <floating>h[2]
+        for i in range(n):
+            if wd != 0:
+                p[i] = p[i] - p[i] * wd * lr
+            g = grad[i]
+            s0[i] = s0[i] + g * g
+            p[i] = p[i] - (lr * g) / <floating>sqrt(s0[i] + eps)
+    elif opt == OPT_KERAS_ADAM:
+        t = h[5]
+        lr, eps, wd = <floating>h[0], <floating>h[3], <floating>h[4]
+        c1, c2 = <floating>(1.0 - h[1]), <floating>(1.0 - h[2])
+        # Keras's alpha_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t), in double
+        step_size = <floating>(h[0] * sqrt(1.0 - pow(h[2], t)) / (1.0 - pow(h[1], t)))
+        for i in range(n):
+            if wd != 0:
+                p[i] = p[i] - p[i] * wd * lr
+            g = grad[i]
+            s0[i] = s0[i] + (g - s0[i]) * c1
+            s1[i] = s1[i] + (g * g - s1[i]) * c2
+            p[i] = p[i] - (s0[i] * step_size) / (<floating>sqrt(s1[i]) + eps)
 
 
 cdef inline void optimizer_update(int opt, floating* p, const floating* grad, floating* s0,

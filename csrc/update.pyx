@@ -7,6 +7,8 @@
 
 from update cimport (sgd_update_kernel, sum_of_squares_kernel, optimizer_update,
                     OPT_SGD, OPT_MOMENTUM, OPT_RMSPROP, OPT_ADAGRAD, OPT_ADAM)
+from update cimport (OPT_KERAS_SGD, OPT_KERAS_RMSPROP, OPT_KERAS_ADAGRAD,
+                    OPT_KERAS_ADAM)
 from common cimport (float_typenum, check_array, data)
 cimport numpy as cnp
 
@@ -78,6 +80,11 @@ OPTIMIZERS = {"sgd_update": (OPT_SGD, 0, 2),
               "rmsprop_update": (OPT_RMSPROP, 1, 4),
               "adagrad_update": (OPT_ADAGRAD, 1, 5),
               "adam_update": (OPT_ADAM, 2, 7)}
+# Keras 3's optimizers (fastnet.keras.optimizers)
+OPTIMIZERS.update({"keras_sgd_update": (OPT_KERAS_SGD, 1, 4),
+                   "keras_rmsprop_update": (OPT_KERAS_RMSPROP, 1, 4),
+                   "keras_adagrad_update": (OPT_KERAS_ADAGRAD, 1, 3),
+                   "keras_adam_update": (OPT_KERAS_ADAM, 2, 6)})
 
 
 def optimizer_kernel(name):

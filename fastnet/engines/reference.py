@@ -407,3 +407,71 @@ def sum_of_squares(w):
     """sum(w**2) as a Python float (for the L2 term of the cost), each
     square and the sum in double (as the compiled engine sums)."""
     return float(np.sum(np.square(w, dtype=np.float64)))
+
+
+# ---------------------------------------------------------------------------
+# update: Keras 3's optimizers (3.15.1, keras/src/optimizers/*.py
+# ``update_step``), element by element in the order Keras computes them, for
+# fastnet.keras.optimizers.  Keras's optional weight_decay is decoupled and
+# comes first, on every parameter: param -= param * weight_decay * lr.
+# ``step`` is the 1-based step t (Keras's iterations + 1); flags are 0.0 or
+# 1.0.
+# ---------------------------------------------------------------------------
+def _keras_weight_decay(param, learning_rate, weight_decay):
+    if weight_decay:
+        f = lambda v: _dtype_scalar(param, v)  # noqa: E731
+        param -= param * f(weight_decay) * f(learning_rate)
+
+
+def keras_sgd_update(param, grad, velocity, learning_rate, momentum, nesterov,
+                     weight_decay):
+    """keras.optimizers.SGD: with momentum, a velocity holding lr:
+    m = momentum * m - lr * grad;  param += momentum * m - lr * grad
+    (nesterov, with the new m) or param += m;  without: param -= lr * grad.
+    param, velocity  IN/OUT;  grad  IN (same shape)"""
+    f = lambda v: _dtype_scalar(param, v)  # noqa: E731
+    _keras_weight_decay(param, learning_rate, weight_decay)
+    lr = f(learning_rate)
+    if momentum:
+        velocity[...] = velocity * f(momentum) - grad * lr
+        if nesterov:
+            param += velocity * f(momentum) - grad * lr
+        else:
+            param += velocity
+    else:
+        param -= grad * lr
+
+
+def keras_rmsprop_update(param, grad, velocity, learning_rate, rho, epsilon,
+                         weight_decay):
+    """keras.optimizers.RMSprop: v = rho * v + (1 - rho) * grad^2;
+    param -= lr * grad / sqrt(v + epsilon)  (epsilon inside the root, no
+    bias correction)."""
+    f = lambda v: _dtype_scalar(param, v)  # noqa: E731
+    _keras_weight_decay(param, learning_rate, weight_decay)
+    velocity[...] = f(rho) * velocity + f(1.0 - rho) * np.square(grad)
+    param -= (f(learning_rate) * grad) / np.sqrt(velocity + f(epsilon))
+
+
+def keras_adagrad_update(param, grad, accumulator, learning_rate, epsilon,
+                         weight_decay):
+    """keras.optimizers.Adagrad: acc += grad^2 (acc starts at
+    initial_accumulator_value);  param -= lr * grad / sqrt(acc + epsilon)."""
+    f = lambda v: _dtype_scalar(param, v)  # noqa: E731
+    _keras_weight_decay(param, learning_rate, weight_decay)
+    accumulator += np.square(grad)
+    param -= (f(learning_rate) * grad) / np.sqrt(accumulator + f(epsilon))
+
+
+def keras_adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon,
+                      weight_decay, step):
+    """keras.optimizers.Adam: alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t);
+    m += (grad - m) * (1 - beta_1);  v += (grad^2 - v) * (1 - beta_2);
+    param -= m * alpha / (sqrt(v) + epsilon)  (epsilon added to the
+    uncorrected sqrt(v))."""
+    f = lambda v: _dtype_scalar(param, v)  # noqa: E731
+    _keras_weight_decay(param, learning_rate, weight_decay)
+    alpha = learning_rate * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+    m += (grad - m) * f(1.0 - beta_1)
+    v += (np.square(grad) - v) * f(1.0 - beta_2)
+    param -= (m * f(alpha)) / (np.sqrt(v) + f(epsilon))

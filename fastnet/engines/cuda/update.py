@@ -136,6 +136,8 @@ def optimizer_scalars(name, h):
         return (1.0 - lr * wd, 1.0 - beta1, beta2, 1.0 - beta2, eps, wd,
                 -(lr / (1.0 - beta1 ** step)), math.sqrt(1.0 - beta2 ** step),
                 float(bool(decoupled)))
+    if name in KERAS_OPTIMIZERS:
+        return keras_optimizer_scalars(name, h)
     raise ValueError("unknown optimizer kernel %r" % (name,))
 
 
@@ -144,6 +146,78 @@ OPTIMIZERS = {"momentum_update": (momentum_update_kernel, 1, 6),
               "rmsprop_update": (rmsprop_update_kernel, 1, 5),
               "adagrad_update": (adagrad_update_kernel, 1, 3),
               "adam_update": (adam_update_kernel, 2, 9)}
+
+
+# ---------------------------------------------------------------------------
+# Keras 3's optimizers (fastnet.keras.optimizers; reference.py's
+# keras_*_update for the formulas), in Keras's order.  weight_decay is
+# decoupled and comes first: p -= p * wd * lr.
+# ---------------------------------------------------------------------------
+def keras_sgd_update_kernel(p, g, vel, lr, momentum, nesterov, wd):
+    for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        if wd != 0:
+            p[e] = p[e] - p[e] * wd * lr
+        gg = g[e]
+        if momentum != 0:
+            m = vel[e] * momentum - gg * lr
+            vel[e] = m
+            if nesterov != 0:
+                p[e] = p[e] + (m * momentum - gg * lr)
+            else:
+                p[e] = p[e] + m
+        else:
+            p[e] = p[e] - gg * lr
+
+
+def keras_rmsprop_update_kernel(p, g, v, lr, rho, rho1, eps, wd):
+    for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        if wd != 0:
+            p[e] = p[e] - p[e] * wd * lr
+        gg = g[e]
+        v[e] = rho * v[e] + rho1 * (gg * gg)
+        p[e] = p[e] - (lr * gg) / math.sqrt(v[e] + eps)
+
+
+def keras_adagrad_update_kernel(p, g, acc, lr, eps, wd):
+    for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        if wd != 0:
+            p[e] = p[e] - p[e] * wd * lr
+        gg = g[e]
+        acc[e] = acc[e] + gg * gg
+        p[e] = p[e] - (lr * gg) / math.sqrt(acc[e] + eps)
+
+
+def keras_adam_update_kernel(p, g, m, v, lr, c1, c2, eps, wd, alpha):
+    for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        if wd != 0:
+            p[e] = p[e] - p[e] * wd * lr
+        gg = g[e]
+        m[e] = m[e] + (gg - m[e]) * c1
+        v[e] = v[e] + (gg * gg - v[e]) * c2
+        p[e] = p[e] - (m[e] * alpha) / (math.sqrt(v[e]) + eps)
+
+
+def keras_optimizer_scalars(name, h):
+    """optimizer_scalars of the Keras kernels, in double."""
+    if name == "keras_sgd_update":
+        lr, momentum, nesterov, wd = h
+        return (lr, momentum, float(bool(nesterov)), wd)
+    if name == "keras_rmsprop_update":
+        lr, rho, eps, wd = h
+        return (lr, rho, 1.0 - rho, eps, wd)
+    if name == "keras_adagrad_update":
+        lr, eps, wd = h
+        return (lr, eps, wd)
+    lr, beta_1, beta_2, eps, wd, step = h
+    return (lr, 1.0 - beta_1, 1.0 - beta_2, eps, wd,
+            lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step))
+
+
+KERAS_OPTIMIZERS = {"keras_sgd_update": (keras_sgd_update_kernel, 1, 4),
+                    "keras_rmsprop_update": (keras_rmsprop_update_kernel, 1, 5),
+                    "keras_adagrad_update": (keras_adagrad_update_kernel, 1, 3),
+                    "keras_adam_update": (keras_adam_update_kernel, 2, 6)}
+OPTIMIZERS.update(KERAS_OPTIMIZERS)
 
 
 def optimizer_signatures(dtype):

@@ -1,0 +1,5 @@
+"""keras.datasets: ``mnist`` (offline)."""
+
+from . import mnist
+
+__all__ = ["mnist"]
