@@ -655,7 +655,7 @@ class Network(object):
             raise ValueError(
                 "SGD: lmbda=%g is network3's L2 term of its own SGD; with optimizer=%r "
                 "use the optimizer's weight_decay and lmbda=0" % (lmbda, optimizer))
-        lr = getattr(optimizer, "lr", None)
+        lr = getattr(optimizer, "lr", getattr(optimizer, "learning_rate", None))
         if lr is not None and eta != lr:
             warnings.warn("SGD: eta=%g is ignored: optimizer %r sets the learning rate "
                           "(lr=%g)" % (eta, optimizer, lr), UserWarning, stacklevel=4)

@@ -163,13 +163,13 @@ def test_keras_trajectories_through_network_sgd(case, engine, fused, dtype):
         opt = _optimizer(json.loads(str(z["%s_hparams_json" % run])))
         net = _network(case, z, engine, fused)
         with contextlib.redirect_stdout(io.StringIO()):
-            net.SGD(first, 1, 16, 1.0, first, first, optimizer=opt)          # step 1
+            net.SGD(first, 1, 16, opt.learning_rate, first, first, optimizer=opt)          # step 1
             _check_snapshot(_weights(net), z, run, 1, rtol, dtype)
-            net.SGD(rest, 1, 16, 1.0, first, first, optimizer=opt)           # steps 2-4
-            net.SGD(first, 1, 16, 1.0, first, first, optimizer=opt)          # step 5
+            net.SGD(rest, 1, 16, opt.learning_rate, first, first, optimizer=opt)           # steps 2-4
+            net.SGD(first, 1, 16, opt.learning_rate, first, first, optimizer=opt)          # step 5
             _check_snapshot(_weights(net), z, run, 5, rtol, dtype)
-            net.SGD(rest, 1, 16, 1.0, first, first, optimizer=opt)           # steps 6-8
-            net.SGD((x, y), 3, 16, 1.0, first, first, optimizer=opt)         # steps 9-20
+            net.SGD(rest, 1, 16, opt.learning_rate, first, first, optimizer=opt)           # steps 6-8
+            net.SGD((x, y), 3, 16, opt.learning_rate, first, first, optimizer=opt)         # steps 9-20
         _check_snapshot(_weights(net), z, run, 20, rtol, dtype)
 
 
@@ -183,7 +183,7 @@ def _xor_through_network_sgd(case, z, engine, fused, dtype, rtols):
         done = 0
         with contextlib.redirect_stdout(io.StringIO()):
             for step in (1, 50, 200):
-                net.SGD(data, step - done, 4, 1.0, data, data, optimizer=opt)
+                net.SGD(data, step - done, 4, opt.learning_rate, data, data, optimizer=opt)
                 done = step
                 _check_snapshot(_weights(net), z, run, step, rtol, dtype)
 
