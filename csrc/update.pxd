@@ -20,6 +20,19 @@ cdef inline floating sgd_step(floating p, floating g, floating eta,
     return p - eta * g
 
 
+cdef inline void sgd_span(floating* param, const floating* grad, Py_ssize_t n,
+                          floating eta, floating l2) noexcept nogil:
+    """sgd_step over n elements on the calling thread; the l2 test hoisted
+    out of the loop (a literal 0 lets the compiler drop it and vectorise)."""
+    cdef Py_ssize_t i
+    if l2 != 0:
+        for i in range(n):
+            param[i] = sgd_step(param[i], grad[i], eta, l2)
+    else:
+        for i in range(n):
+            param[i] = sgd_step(param[i], grad[i], eta, <floating>0)
+
+
 cdef inline void sgd_update_kernel(floating* param, const floating* grad,
                                    Py_ssize_t n, floating eta, floating l2,
                                    int n_threads) noexcept nogil:
@@ -33,8 +46,7 @@ cdef inline void sgd_update_kernel(floating* param, const floating* grad,
     cdef Py_ssize_t i
     cdef int T = threads_for(n_threads, n, n)
     if T == 1:
-        for i in range(n):
-            param[i] = sgd_step(param[i], grad[i], eta, l2)
+        sgd_span(param, grad, n, eta, l2)
     else:
         for i in prange(n, num_threads=T, schedule='static'):
             param[i] = sgd_step(param[i], grad[i], eta, l2)
@@ -71,8 +83,7 @@ cdef inline void optimizer_span(int opt, floating* p, const floating* grad, floa
     cdef bint first, nesterov
     cdef double t
     if opt == OPT_SGD:
-        for i in range(n):
-            p[i] = sgd_step(p[i], grad[i], <floating>h[0], <floating>h[1])
+        sgd_span(p, grad, n, <floating>h[0], <floating>h[1])
     elif opt == OPT_MOMENTUM:
         lr, mom, damp1, wd = <floating>(-h[0]), <floating>h[1], <floating>(1.0 - h[2]), <floating>h[3]
         nesterov, first = h[4] != 0, h[5] == 1
