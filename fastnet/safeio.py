@@ -111,7 +111,12 @@ def gzip_inflate_bound(compressed_size):
 
 
 class LimitExceeded(ValueError):
-    """A read asked for more than the stream may hold."""
+    """A read asked for more than the stream may hold; ``asked`` is the
+    size asked for (None when the data simply ran on past the limit)."""
+
+    def __init__(self, message, asked=None):
+        ValueError.__init__(self, message)
+        self.asked = asked
 
 
 class BoundedReader(object):
@@ -135,7 +140,7 @@ class BoundedReader(object):
         elif n > remaining:
             raise LimitExceeded(
                 "%s: reading %s at offset %d goes past the limit of %s (%s)"
-                % (self.where, human(n), self.consumed, human(self.limit), self.why))
+                % (self.where, human(n), self.consumed, human(self.limit), self.why), n)
         return n
 
     def _count(self, data):
@@ -148,6 +153,18 @@ class BoundedReader(object):
     def read(self, n=-1):
         return self._count(self.raw.read(self._allow(n)))
 
+    def skip(self, most):
+        """Read and drop what is left, up to ``most`` bytes plus one (and the
+        limit plus one); the number of bytes dropped."""
+        dropped, want = 0, min(most, self.limit - self.consumed) + 1
+        while dropped < want:
+            chunk = self.raw.read(min(want - dropped, 1 << 20))
+            if not chunk:
+                break
+            dropped += len(chunk)
+        self.consumed += dropped
+        return dropped
+
     def readinto(self, buf):
         view = memoryview(buf).cast("B")
         self._allow(len(view))
@@ -156,10 +173,8 @@ class BoundedReader(object):
         return got
 
     def readline(self, n=-1):
-        # pickle opcodes read lines of text (protocol 0): cap them too
-        cap = self._allow(n if n is not None and n >= 0 else min(
-            self.limit - self.consumed + 1, 1 << 20))
-        return self._count(self.raw.readline(cap))
+        # pickle protocol 0 reads lines: one runs at most one byte past the limit
+        return self._count(self.raw.readline(self._allow(n)))
 
     def peek(self, n=1):
         peek = getattr(self.raw, "peek", None)
@@ -169,18 +184,18 @@ class BoundedReader(object):
         return True
 
 
-def fill(reader, out, where, what):
-    """Read exactly ``out.nbytes`` bytes from ``reader`` into the array
-    ``out`` (in 16 MiB pieces: no second copy); EOFError when it ends early."""
+def fill(reader, out):
+    """Read into the C-contiguous array ``out`` from ``reader`` until it is
+    full or the stream ends (16 MiB at a time, no second copy); the number
+    of bytes read."""
     view = memoryview(out.reshape(-1)).cast("B")
     done, total = 0, len(view)
     while done < total:
         got = reader.readinto(view[done:done + (16 << 20)])
         if not got:
-            raise EOFError("%s: the file ends too early, it is truncated: %s needs "
-                           "%d bytes, the file holds %d" % (where, what, total, done))
+            break
         done += got
-    return out
+    return done
 
 
 def npy_member_header(archive, info, where, name):
