@@ -15,6 +15,14 @@ ENGINES = ("reference", "cpu", "cuda")
 #: what every "no GPU here" error of the cuda engine starts with
 NO_DEVICE = "no CUDA device found; use device='cpu'"
 CUDA_EXTRA_HINT = 'pip install "fastnet[cuda]"'
+
+
+class CudaUnavailableError(RuntimeError, ImportError):
+    """The cuda engine cannot be imported (numba-cuda missing or broken): a
+    RuntimeError like every "no CUDA device" error, and an ImportError for
+    code that caught the ModuleNotFoundError this used to be."""
+
+
 _DEVICE_TO_ENGINE = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
 _loaded = {}
 
@@ -53,9 +61,9 @@ def get_engine(name=None):
                 raise
             # numba (or its CUDA part) missing or broken: the documented error,
             # not a ModuleNotFoundError from deep inside the engine
-            raise RuntimeError("%s (the cuda engine needs numba-cuda, which could not "
-                               "be imported: %s; %s)" % (NO_DEVICE, exc, CUDA_EXTRA_HINT)
-                               ) from exc
+            raise CudaUnavailableError(
+                "%s (the cuda engine needs numba-cuda, which could not be imported: "
+                "%s; %s)" % (NO_DEVICE, exc, CUDA_EXTRA_HINT)) from exc
     return _loaded[name]
 
 
