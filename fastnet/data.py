@@ -520,8 +520,8 @@ def _unpickle(open_stream, path, drain=False):
         f = open_stream()
         obj = _SafeUnpickler(f, encoding="latin1").load()
         if drain and f.skip(_TRAILING_BYTES) > _TRAILING_BYTES:
-            raise ValueError("more than %d bytes of data follow the end of the pickle"
-                             % _TRAILING_BYTES)
+            raise ValueError("more than %s of data come after the end of the pickle "
+                             "(reading stopped there)" % safeio.human(_TRAILING_BYTES))
     except MemoryError:
         # the C unpickler allocates what an opcode claims before reading it:
         # find the claim, for an error that names it
