@@ -552,13 +552,18 @@ def _unpickle(open_stream, path, drain=False):
 def _claim_error(exc, path):
     """A pickle opcode asked for more than the stream holds: an EOFError
     (the file is truncated) when the claim is of a size fastnet would read,
-    else a ValueError naming the absurd claim and the limit."""
-    if exc.asked is not None and exc.asked <= safeio.MAX_BYTES:
+    else a ValueError naming the absurd claim and the limits."""
+    if exc.asked is None:
+        return ValueError(str(exc))
+    if exc.asked <= safeio.MAX_BYTES:
         return EOFError("%s: the file ends too early, it is truncated (%s)"
                         % (path, str(exc)[len(path) + 2:]))
-    return ValueError("%s (a pickle opcode claims %s; fastnet reads at most %s: "
-                      "fastnet.safeio.MAX_BYTES)" % (exc, safeio.human(exc.asked or 0),
-                                                     safeio.human(safeio.MAX_BYTES)))
+    return ValueError(
+        "%s: a pickle opcode at offset %d claims %s, more than the file can hold "
+        "(%s: %s) and more than fastnet reads from one file (%s: "
+        "fastnet.safeio.MAX_BYTES)" % (path, exc.offset, safeio.human(exc.asked),
+                                       exc.why, safeio.human(exc.limit),
+                                       safeio.human(safeio.MAX_BYTES)))
 
 
 def _oversized_claim(open_stream, path):

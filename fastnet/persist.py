@@ -149,7 +149,7 @@ def _remove_stale_tmp(path):
             pass
 
 
-def check_target(path):
+def _check_target(path):
     """Refuse (ValueError naming ``path``) to replace anything at ``path``
     but a regular file: a directory, a device such as /dev/full, a FIFO, a
     socket -- or a symbolic link, which fastnet neither follows (it could
@@ -165,9 +165,8 @@ def check_target(path):
     if stat.S_ISREG(st.st_mode):
         return
     if stat.S_ISLNK(st.st_mode):
-        raise ValueError("%s is a symbolic link (to %r); fastnet does not write through "
-                         "or replace links: save to the file itself"
-                         % (path, os.readlink(path)))
+        raise ValueError("%s is a symbolic link; fastnet does not write through or "
+                         "replace links: save to the file it points to" % (path,))
     raise ValueError("%s is %s, not a regular file; fastnet writes networks and "
                      "checkpoints only to regular files and will not replace it"
                      % (path, safeio.describe_mode(st.st_mode)))
@@ -220,7 +219,7 @@ def _write_atomic(path, arrays):
     last rename wins, whole."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    check_target(path)
+    _check_target(path)
     _remove_stale_tmp(path)
     try:
         old_mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -238,7 +237,7 @@ def _write_atomic(path, arrays):
             np.savez(f, **arrays)       # uncompressed: member sizes are real bytes
             f.flush()
             os.fsync(f.fileno())
-        check_target(path)              # it may have become a link or device meanwhile
+        _check_target(path)              # it may have become a link or device meanwhile
         os.replace(tmp, path)
     except BaseException as exc:
         try:
@@ -654,7 +653,7 @@ def load_checkpoint(path, net, run, data):
     untouched.
     """
     path = os.fspath(path)
-    check_target(path)      # a checkpoint path it could not write is refused now, not after an epoch
+    _check_target(path)     # refused now rather than at the first save, an epoch later
     _remove_stale_tmp(path)
     if not os.path.exists(path):
         return None

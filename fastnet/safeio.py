@@ -114,9 +114,9 @@ class LimitExceeded(ValueError):
     """A read asked for more than the stream may hold; ``asked`` is the
     size asked for (None when the data simply ran on past the limit)."""
 
-    def __init__(self, message, asked=None):
+    def __init__(self, message, asked=None, offset=None, limit=None, why=None):
         ValueError.__init__(self, message)
-        self.asked = asked
+        self.asked, self.offset, self.limit, self.why = asked, offset, limit, why
 
 
 class BoundedReader(object):
@@ -140,7 +140,8 @@ class BoundedReader(object):
         elif n > remaining:
             raise LimitExceeded(
                 "%s: reading %s at offset %d goes past the limit of %s (%s)"
-                % (self.where, human(n), self.consumed, human(self.limit), self.why), n)
+                % (self.where, human(n), self.consumed, human(self.limit), self.why),
+                n, self.consumed, self.limit, self.why)
         return n
 
     def _count(self, data):

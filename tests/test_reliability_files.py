@@ -438,14 +438,12 @@ def test_npz_member_claiming_a_huge_shape_refused_before_allocating(tmp_path):
         path = str(tmp_path / ("lying-%d.npz" % compression))
         with zipfile.ZipFile(path, "w", compression) as z:
             for name, a in arrays.items():
-                member = np.lib.format.header_data_from_array_1_0(a)
                 if name == "train_x":
                     blob = _npy_member((4000000, 784), np.float64, a.tobytes())
                 else:
                     buf = io.BytesIO()
                     np.lib.format.write_array(buf, a)
                     blob = buf.getvalue()
-                assert member
                 z.writestr(name + ".npy", blob)
         raised, peak = _peak_bytes(fastnet.load_data_shared, path)
         assert isinstance(raised, ValueError), raised
@@ -522,7 +520,7 @@ for how in ("device", "env"):
         print(how, exc)
     else:
         raise SystemExit("no error for " + how)
-assert fastnet.available_engines() == ["reference", "cpu"] or "cuda" not in fastnet.available_engines()
+assert "cuda" not in fastnet.available_engines()
 """
     env = child_env()
     env.pop("FASTNET_DEVICE", None)
