@@ -462,7 +462,7 @@ def _load_file(path, default=False):
         kind = _sniff(head)
         f.seek(0)
         if kind == "zip":
-            return _load_npz(f, path)
+            return _load_npz(f, path, size)
         if kind != "gzip":
             _refuse_kind(kind, path, "")
             return _unpickle(lambda: _pickle_stream(f, path, size, False), path)
@@ -593,7 +593,7 @@ def _describe(obj):
     return "a %s" % type(obj).__name__
 
 
-def _load_npz(f, path):
+def _load_npz(f, path, size):
     """The six arrays of an .npz (compressed or not).  Every member's .npy
     header is checked against the member's real size -- and that against
     what its compressed bytes can inflate to -- before its array is
@@ -609,16 +609,23 @@ def _load_npz(f, path):
     if missing:
         raise ValueError("%s: the .npz file lacks %s; fastnet reads the arrays %s"
                          % (path, ", ".join(missing), ", ".join(NPZ_NAMES)))
-    arrays = [_npz_member(archive, infos[n], path, n) for n in NPZ_NAMES]
+    arrays = [_npz_member(archive, infos[n], path, n, size) for n in NPZ_NAMES]
     return [tuple(arrays[i:i + 2]) for i in (0, 2, 4)]
 
 
-def _npz_member(archive, info, path, name):
-    if info.compress_type == zipfile.ZIP_DEFLATED and \
-            info.file_size > safeio.gzip_inflate_bound(info.compress_size):
-        raise ValueError("%s: %s claims %s uncompressed from %d compressed bytes, "
-                         "more than deflate can produce" % (
-                             path, name, safeio.human(info.file_size), info.compress_size))
+def _npz_member(archive, info, path, name, archive_size):
+    """One array of an .npz, its sizes checked before it is allocated."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ValueError("%s: %s is compressed with zip method %d; NumPy writes only "
+                         "stored or deflated members" % (path, name, info.compress_type))
+    if info.header_offset + info.compress_size > archive_size:
+        raise ValueError("%s is truncated: %s needs %d bytes past the end of the file"
+                         % (path, name, info.header_offset + info.compress_size - archive_size))
+    if info.file_size > (info.compress_size if info.compress_type == zipfile.ZIP_STORED
+                         else safeio.gzip_inflate_bound(info.compress_size)):
+        raise ValueError("%s: %s claims %s uncompressed from %d stored bytes, more than "
+                         "they can hold" % (path, name, safeio.human(info.file_size),
+                                            info.compress_size))
     try:
         shape, fortran, dtype, offset = safeio.npy_member_header(archive, info, path, name)
     except pickle.UnpicklingError as exc:

@@ -533,3 +533,32 @@ assert "cuda" not in fastnet.available_engines()
     for line in lines:
         assert "no CUDA device found; use device='cpu'" in line
         assert 'pip install "fastnet[cuda]"' in line and "numba" in line
+
+
+def test_npz_zip_entries_claiming_more_than_they_hold(tmp_path):
+    """The zip's own sizes are claims too: a deflated member's uncompressed
+    size beyond what its compressed bytes can inflate to, or a compression
+    method NumPy never writes (bzip2: no bound on its expansion), is refused
+    before anything is inflated."""
+    arrays = {n: np.zeros((4, 784) if n.endswith("_x") else 4, np.float32)
+              for n in NPZ_NAMES}
+    path = str(tmp_path / "zip-lies.npz")
+    np.savez_compressed(path, **arrays)
+    blob = bytearray(open(path, "rb").read())
+    entry = blob.index(b"PK\x01\x02")                 # central directory entries
+    while blob[entry + 46:entry + 46 + len("train_x.npy")] != b"train_x.npy":
+        entry = blob.index(b"PK\x01\x02", entry + 4)
+    blob[entry + 24:entry + 28] = struct.pack("<I", 0xFFFFFFF0)   # uncompressed size
+    open(path, "wb").write(bytes(blob))
+    with pytest.raises(ValueError, match=r"train_x claims 4\.0 GiB") as info:
+        fastnet.load_data_shared(path)
+    assert path in str(info.value)
+    path = str(tmp_path / "bzip2.npz")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_BZIP2) as z:
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, a)
+            z.writestr(name + ".npy", buf.getvalue())
+    with pytest.raises(ValueError, match="zip method 12") as info:
+        fastnet.load_data_shared(path)
+    assert path in str(info.value)
