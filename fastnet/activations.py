@@ -63,19 +63,66 @@ def by_name(name):
                          "ReLU, linear" % (name,))
 
 
+_SUPPORTED = ("fastnet's sigmoid, tanh, ReLU and linear (or their names as strings), "
+              "numpy.tanh, math.tanh, scipy.special.expit (sigmoid), and Theano's or "
+              "PyTensor's sigmoid, tanh and relu")
+
+
+def _same_function():
+    """(function, Activation) pairs of other libraries' functions that
+    compute exactly one of ours, element by element; matched by identity."""
+    import math
+    import sys
+    pairs = [(np.tanh, tanh), (math.tanh, tanh)]
+    special = sys.modules.get("scipy.special")     # a user holding expit has imported it
+    if special is not None and hasattr(special, "expit"):
+        pairs.append((special.expit, sigmoid))
+    return pairs
+
+
+def _from_theano(fn):
+    """network3's own activations came from Theano (``theano.tensor.nnet.sigmoid``,
+    ``T.tanh``; PyTensor is its successor): such an object stands for the
+    activation of its name.  Only objects defined in those libraries qualify,
+    so a user's own function called ``ReLU`` is never mistaken for ours."""
+    modules = (getattr(type(fn), "__module__", None), getattr(fn, "__module__", None))
+    if not any(isinstance(m, str) and m.split(".")[0] in ("theano", "pytensor")
+               for m in modules):
+        return None
+    for name in (getattr(fn, "__name__", None), getattr(fn, "name", None)):
+        if isinstance(name, str) and name in _BY_NAME:
+            return _BY_NAME[name]
+    return None
+
+
 def resolve(fn, where):
-    """The Activation for ``fn`` (an Activation or its name), else ValueError."""
+    """The Activation for ``fn``, else ValueError.
+
+    Accepted: fastnet's Activation objects (``fastnet.sigmoid``, ``tanh``,
+    ``ReLU``, ``linear``, which network3's names are); their names as strings
+    ('sigmoid', 'tanh', 'ReLU' or 'relu', 'linear'); ``numpy.tanh``,
+    ``math.tanh`` and ``scipy.special.expit`` (sigmoid), matched by identity;
+    and objects from Theano or PyTensor (``type(fn).__module__`` or
+    ``fn.__module__`` under 'theano' or 'pytensor') by their name, as network3
+    passed ``theano.tensor.nnet.sigmoid`` and ``T.tanh``.  Any other callable
+    is refused even if it shares a name with one of ours: fastnet runs its
+    activations inside compiled kernels and cannot run a Python function there.
+    """
     if isinstance(fn, Activation):
         return fn
     if isinstance(fn, str):
         try:
             return by_name(fn)
         except ValueError:
-            raise ValueError("%s: unknown activation_fn %r; fastnet supports sigmoid, "
-                             "tanh, ReLU and linear" % (where, fn))
-    name = getattr(fn, "__name__", None)
-    # network3's Theano functions share these names (theano.tensor.nnet.sigmoid...)
-    if name in _BY_NAME:
-        return _BY_NAME[name]
-    raise ValueError("%s: unknown activation_fn %r; fastnet supports sigmoid, tanh, "
-                     "ReLU and linear" % (where, fn))
+            raise ValueError("%s: unknown activation_fn %r; fastnet supports %s"
+                             % (where, fn, _SUPPORTED)) from None
+    for other, ours in _same_function():
+        if fn is other:
+            return ours
+    found = _from_theano(fn)
+    if found is not None:
+        return found
+    raise ValueError("%s: unknown activation_fn %r; fastnet supports %s. fastnet runs "
+                     "activations in its compiled kernels and cannot run an arbitrary "
+                     "Python activation function (one merely named like ours is not ours)"
+                     % (where, fn, _SUPPORTED))

@@ -26,12 +26,15 @@ import gzip
 import io
 import os
 import pickle
+import pickletools
 import re
 import struct
+import zipfile
 import zlib
 
 import numpy as np
 
+from . import safeio
 from .config import floatx_dtype
 from .params import Shared
 
@@ -127,10 +130,24 @@ def load_idx(path):
 
     Checks the magic number (two zero bytes, a known type code, at least one
     dimension) and that the file holds exactly the bytes its header promises;
-    raises ``ValueError`` naming the path otherwise.
+    raises ``ValueError`` naming the path otherwise.  A gzip'd file is
+    inflated as a stream into an array of the size the header declares --
+    after checking that size against ``safeio.MAX_BYTES`` and against the most
+    the gzip file could inflate to -- and reading stops one byte past it, so
+    a decompression bomb fails at once, using little memory.
     """
     path = os.fspath(path)
-    return _parse_idx(_read_bytes(path), path)
+    f, size = _open(path)
+    with f:
+        if f.read(2) != _GZIP_MAGIC:
+            f.seek(0)
+            return _read_idx(f, path, size)
+        f.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=f, mode="rb") as gz:
+                return _read_idx(gz, path, None, gzip_size=size)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise _annotated(exc, path, "cannot gunzip") from exc
 
 
 # ---------------------------------------------------------------------------
@@ -416,22 +433,12 @@ def _annotated(exc, path, what):
 
 
 def _open(path, default=False):
+    """``(file, size)`` of the regular file ``path`` (a device, FIFO or
+    socket, or a file over ``safeio.MAX_BYTES``: ValueError)."""
     try:
-        return open(path, "rb")
+        return safeio.open_regular(path, "data file")
     except FileNotFoundError:
         raise _missing(path, default) from None
-
-
-def _read_bytes(path):
-    """The whole file, gunzipped if it is gzip'd (by content)."""
-    with _open(path) as f:
-        raw = f.read()
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except Exception as exc:
-            raise _annotated(exc, path, "cannot gunzip") from exc
-    return raw
 
 
 def _sniff(head):
@@ -447,28 +454,42 @@ def _sniff(head):
 
 
 def _load_file(path, default=False):
-    with _open(path, default) as f:
+    f, size = _open(path, default)
+    with f:
         head = f.read(8)
         if not head:
             raise ValueError("%s: the file is empty" % (path,))
         kind = _sniff(head)
         f.seek(0)
         if kind == "zip":
-            return _load_npz(path)
+            return _load_npz(f, path, size)
         if kind != "gzip":
             _refuse_kind(kind, path, "")
-            return _unpickle(f, path)
+            return _unpickle(lambda: _pickle_stream(f, path, size, False), path)
         try:
-            gz = gzip.GzipFile(fileobj=f, mode="rb")
-            inner = gz.peek(8)[:8]
+            inner = gzip.GzipFile(fileobj=f, mode="rb").peek(8)[:8]
         except Exception as exc:
             raise _annotated(exc, path, "cannot gunzip") from exc
         if not inner:
             raise ValueError("%s: the gzip'd data is empty" % (path,))
-        inner_kind = _sniff(inner)
-        _refuse_kind(inner_kind, path, "gzip'd ")
-        with gz, io.BufferedReader(gz, buffer_size=1 << 20) as buffered:
-            return _unpickle(buffered, path, drain=True)
+        _refuse_kind(_sniff(inner), path, "gzip'd ")
+        return _unpickle(lambda: _pickle_stream(f, path, size, True), path, drain=True)
+
+
+def _pickle_stream(f, path, size, gzipped):
+    """The pickle in ``f`` (from its start) as a BoundedReader: a pickle
+    opcode cannot claim more bytes than the file holds, or than its gzip'd
+    data can inflate to (and never more than ``safeio.MAX_BYTES``)."""
+    f.seek(0)
+    if not gzipped:
+        return safeio.BoundedReader(f, size, path, "the size of the file")
+    bound = safeio.gzip_inflate_bound(size)
+    if bound <= safeio.MAX_BYTES:
+        why = "the most a gzip file of %d bytes can inflate to" % size
+    else:
+        bound, why = safeio.MAX_BYTES, "fastnet.safeio.MAX_BYTES"
+    gz = io.BufferedReader(gzip.GzipFile(fileobj=f, mode="rb"), buffer_size=1 << 20)
+    return safeio.BoundedReader(gz, bound, path, why)
 
 
 def _refuse_kind(kind, path, how):
@@ -486,15 +507,27 @@ def _refuse_kind(kind, path, how):
             "and IDX files" % (path, how, names[kind]))
 
 
-def _unpickle(f, path, drain=False):
-    """Unpickle ``f`` safely; ``drain`` reads a gzip stream to its end so that
-    its CRC and length are checked (the pickle stops before them)."""
+#: a gzip'd pickle may hold this much after its STOP opcode (pickle.dump
+#: writes nothing there); more is refused rather than inflated to the end
+_TRAILING_BYTES = 1 << 20
+
+
+def _unpickle(open_stream, path, drain=False):
+    """Unpickle the stream ``open_stream()`` gives, safely; ``drain`` reads a
+    gzip stream to its end so that its CRC and length are checked (the
+    pickle stops before them)."""
     try:
+        f = open_stream()
         obj = _SafeUnpickler(f, encoding="latin1").load()
-        while drain and f.read(1 << 20):
-            pass
+        if drain and f.skip(_TRAILING_BYTES) > _TRAILING_BYTES:
+            raise ValueError("more than %s of data come after the end of the pickle "
+                             "(reading stopped there)" % safeio.human(_TRAILING_BYTES))
     except MemoryError:
-        raise
+        # the C unpickler allocates what an opcode claims before reading it:
+        # find the claim, for an error that names it
+        raise _oversized_claim(open_stream, path) from None
+    except safeio.LimitExceeded as exc:
+        raise _claim_error(exc, path) from None
     except Exception as exc:
         raise _annotated(exc, path, "not a readable pickle, or a corrupt one") \
             from exc
@@ -516,6 +549,38 @@ def _unpickle(f, path, drain=False):
     return parts
 
 
+def _claim_error(exc, path):
+    """A pickle opcode asked for more than the stream holds: an EOFError
+    (the file is truncated) when the claim is of a size fastnet would read,
+    else a ValueError naming the absurd claim and the limits."""
+    if exc.asked is None:
+        return ValueError(str(exc))
+    if exc.asked <= safeio.MAX_BYTES:
+        return EOFError("%s: the file ends too early, it is truncated (%s)"
+                        % (path, str(exc)[len(path) + 2:]))
+    return ValueError(
+        "%s: a pickle opcode at offset %d claims %s, more than the file can hold "
+        "(%s: %s) and more than fastnet reads from one file (%s: "
+        "fastnet.safeio.MAX_BYTES)" % (path, exc.offset, safeio.human(exc.asked),
+                                       exc.why, safeio.human(exc.limit),
+                                       safeio.human(safeio.MAX_BYTES)))
+
+
+def _oversized_claim(open_stream, path):
+    """After a MemoryError: decode the pickle's opcodes again (pickletools,
+    nothing run) through the bounded stream, which refuses the opcode that
+    claims more than the file can hold -- a ValueError naming it.  A pickle
+    whose claims all fit is simply too big: MemoryError with the path."""
+    try:
+        for _ in pickletools.genops(open_stream()):
+            pass
+    except safeio.LimitExceeded as exc:
+        return _claim_error(exc, path)
+    except (MemoryError, Exception):    # noqa: BLE001 -- any other fault: the plain answer
+        pass
+    return MemoryError("%s: not enough memory to load this data" % (path,))
+
+
 def _describe(obj):
     if isinstance(obj, (tuple, list)):
         return "a %s of %d items" % (type(obj).__name__, len(obj))
@@ -528,21 +593,56 @@ def _describe(obj):
     return "a %s" % type(obj).__name__
 
 
-def _load_npz(path):
-    what = "cannot read as .npz"
+def _load_npz(f, path, size):
+    """The six arrays of an .npz (compressed or not).  Every member's .npy
+    header is checked against the member's real size -- and that against
+    what its compressed bytes can inflate to -- before its array is
+    allocated; object arrays (pickles) are refused."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [n for n in NPZ_NAMES if n not in z.files]
-            if not missing:
-                arrays = [z[n] for n in NPZ_NAMES]
-    except MemoryError:
-        raise
-    except Exception as exc:
-        raise _annotated(exc, path, what) from exc
+        archive = zipfile.ZipFile(f)
+        infos = {info.filename[:-4]: info for info in archive.infolist()
+                 if info.filename.endswith(".npy")}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError,
+            ValueError, KeyError) as exc:
+        raise _annotated(exc, path, "cannot read as .npz") from exc
+    missing = [n for n in NPZ_NAMES if n not in infos]
     if missing:
         raise ValueError("%s: the .npz file lacks %s; fastnet reads the arrays %s"
                          % (path, ", ".join(missing), ", ".join(NPZ_NAMES)))
+    arrays = [_npz_member(archive, infos[n], path, n, size) for n in NPZ_NAMES]
     return [tuple(arrays[i:i + 2]) for i in (0, 2, 4)]
+
+
+def _npz_member(archive, info, path, name, archive_size):
+    """One array of an .npz, its sizes checked before it is allocated."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ValueError("%s: %s is compressed with zip method %d; NumPy writes only "
+                         "stored or deflated members" % (path, name, info.compress_type))
+    if info.header_offset + info.compress_size > archive_size:
+        raise ValueError("%s is truncated: %s needs %d bytes past the end of the file"
+                         % (path, name, info.header_offset + info.compress_size - archive_size))
+    if info.file_size > (info.compress_size if info.compress_type == zipfile.ZIP_STORED
+                         else safeio.gzip_inflate_bound(info.compress_size)):
+        raise ValueError("%s: %s claims %s uncompressed from %d stored bytes, more than "
+                         "they can hold" % (path, name, safeio.human(info.file_size),
+                                            info.compress_size))
+    try:
+        shape, fortran, dtype, offset = safeio.npy_member_header(archive, info, path, name)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(str(exc)) from None        # an object array: never unpickled
+    out = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
+    try:
+        with archive.open(info) as member:
+            member.read(offset)
+            got = safeio.fill(member, out)
+            member.read(1)                          # to the end: zipfile checks the CRC
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+        raise _annotated(exc, path, "cannot read %s from the .npz" % name) from exc
+    if got != out.nbytes:
+        raise EOFError("%s: %s is truncated (%d of %d bytes)" % (path, name, got, out.nbytes))
+    if fortran:
+        out = out.T
+    return out.astype(dtype.newbyteorder("="), copy=False)
 
 
 # -- IDX ---------------------------------------------------------------------
@@ -552,34 +652,64 @@ _IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
 
 
 def _parse_idx(buf, where):
-    n = len(buf)
+    """An IDX file already in memory (fastnet's bundled sample)."""
+    return _read_idx(io.BytesIO(buf), where, len(buf))
+
+
+def _read_idx(stream, where, size, gzip_size=None):
+    """Read an IDX file from ``stream``: ``size`` bytes in all, or, for a
+    gzip'd file (``size`` None), whatever a ``gzip_size``-byte gzip file
+    inflates to -- never more than its header declares plus one byte."""
+    head = stream.read(4)
+    n = len(head)
     if n < 4:
         raise ValueError("%s: not an IDX file: %d bytes, fewer than the 4-byte "
                          "magic number" % (where, n))
-    magic = struct.unpack(">I", buf[:4])[0]
-    code, ndim = buf[2], buf[3]
-    if buf[0] != 0 or buf[1] != 0 or code not in _IDX_TYPES or ndim == 0:
+    magic = struct.unpack(">I", head)[0]
+    code, ndim = head[2], head[3]
+    if head[0] != 0 or head[1] != 0 or code not in _IDX_TYPES or ndim == 0:
         raise ValueError(
             "%s: bad IDX magic number 0x%08X: expected two zero bytes, a type "
             "code (0x08, 0x09, 0x0B-0x0E) and a dimension count of at least 1"
             % (where, magic))
     header = 4 + 4 * ndim
-    if n < header:
+    raw_dims = stream.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
         raise ValueError("%s: IDX header promises %d dimensions but the file "
-                         "has only %d bytes" % (where, ndim, n))
-    dims = struct.unpack(">%dI" % ndim, buf[4:header])
+                         "has only %d bytes" % (where, ndim, 4 + len(raw_dims)))
+    dims = struct.unpack(">%dI" % ndim, raw_dims)
     dtype = _IDX_TYPES[code]
     count = 1
     for d in dims:
         count *= d
     expected = header + count * dtype.itemsize
-    if n != expected:
-        raise ValueError(
-            "%s: IDX byte count mismatch: the header says %s of %s, %d bytes "
-            "in all, but the file has %d bytes" % (
-                where, "x".join(str(d) for d in dims), dtype.name, expected, n))
-    arr = np.frombuffer(buf, dtype=dtype, count=count, offset=header)
-    return arr.reshape(dims).astype(dtype.newbyteorder("="), copy=True)
+    claim = "%s of %s, %d bytes in all" % ("x".join(str(d) for d in dims), dtype.name,
+                                         expected)
+
+    def mismatch(has):
+        return ValueError("%s: IDX byte count mismatch: the header says %s, but the "
+                          "file has %s" % (where, claim, has))
+
+    if size is not None and size != expected:
+        raise mismatch("%d bytes" % size)
+    if count * dtype.itemsize > safeio.MAX_BYTES:
+        raise ValueError("%s: the IDX header claims %s, over fastnet's limit of %s "
+                         "(fastnet.safeio.MAX_BYTES)"
+                         % (where, claim, safeio.human(safeio.MAX_BYTES)))
+    if gzip_size is not None and expected > safeio.gzip_inflate_bound(gzip_size):
+        raise ValueError("%s: the IDX header claims %s, but a gzip file of %d bytes "
+                         "inflates to at most %s: the file is truncated or its header "
+                         "is wrong" % (where, claim, gzip_size,
+                                       safeio.human(safeio.gzip_inflate_bound(gzip_size))))
+    out = np.empty(dims, dtype=dtype)
+    got = safeio.fill(stream, out)
+    if got != out.nbytes:
+        raise mismatch("only %d bytes" % (header + got))
+    if stream.read(1):
+        # a bomb inflates on and on: stop at the first byte past the claim
+        raise mismatch("more (reading stopped at the limit the header sets, "
+                       "%d bytes)" % expected)
+    return out.astype(dtype.newbyteorder("="), copy=False)
 
 
 _IDX_NAME = re.compile(r"^(?P<prefix>.*?)[-_.]?(?P<kind>images|labels)[-_.]"

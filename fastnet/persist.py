@@ -2,10 +2,15 @@
 
 Both are uncompressed ``.npz`` files: plain numeric arrays plus one JSON
 text, read without pickle, so nothing in a file is ever executed.  A file is
-written atomically (temporary file in the same directory, fsync, rename,
-fsync of the directory), so a crash at any moment leaves either the old file
-or the new one, never a torn one; a temporary file left by a killed writer is
-removed by the next write or read of the same path.
+written atomically (a fresh temporary file made with mkstemp in the same
+directory, fsync, rename, fsync of the directory), so a crash, a full disk or
+Ctrl-C at any moment leaves either the old file or the new one, never a torn
+one; concurrent writers to one path (threads or processes) each write their
+own temporary file and the last rename wins, whole.  A temporary file left by
+a killed writer is removed by the next write or read of the same path.  Only a
+regular file is ever replaced: a directory, a device (/dev/full), a FIFO or a
+symbolic link at the path is refused with a ValueError (links are neither
+followed nor replaced: save to the link's target).
 
     net.save(path) / fastnet.save(net, path)      the layers and weights
     fastnet.load(path)                            a Network, same predictions
@@ -20,8 +25,12 @@ with a warning that the data cannot be checked; the next save upgrades them.
 Reading treats the file as untrusted: a pickle (bare, gzip'd, or as an
 object array inside the archive) is refused with ``pickle.UnpicklingError``;
 anything truncated, corrupt or inconsistent raises ``ValueError`` naming the
-path; a missing file ``FileNotFoundError``.  Every size is checked against
-the bytes really present before anything is allocated.
+path; a missing file ``FileNotFoundError``; a directory
+``IsADirectoryError``; a device, FIFO or socket, or a file over
+``safeio.MAX_BYTES`` (16 GiB), a ValueError before anything is read.  Every
+size is checked against the bytes really present before anything is
+allocated; ``meta_json`` is limited to 1 Mi characters nested at most 64
+deep.
 """
 
 import gzip
@@ -31,11 +40,16 @@ import json
 import os
 import pickle
 import pickletools
+import re
+import stat
+import tempfile
 import warnings
 import zipfile
 import zlib
 
 import numpy as np
+
+from . import safeio
 
 NETWORK_FORMAT = "fastnet-network"
 CHECKPOINT_FORMAT = "fastnet-checkpoint"
@@ -48,6 +62,7 @@ _FINGERPRINT_CHARS = 32            # blake2b, 16-byte digest, hex
 
 _META = "meta_json"
 _MAX_META_CHARS = 1 << 20          # the JSON text: layer specs and bookkeeping
+_MAX_META_DEPTH = 64               # fastnet writes 4 levels; json.loads recurses per level
 _SEED_LIMIT = 1 << 64              # dropout seeds are uint64
 
 
@@ -88,8 +103,10 @@ def data_fingerprints(training, validation, test):
     return out
 
 
-def _tmp_prefix(path):
-    return ".%s.tmp-" % os.path.basename(path)
+def _tmp_prefix(path, pid=None):
+    # the writer's pid in the name lets a later write tell a dead writer's
+    # leftover from a live writer's file; mkstemp adds an unpredictable tail
+    return ".%s.tmp-%s" % (os.path.basename(path), "" if pid is None else "%d-" % pid)
 
 
 def _pid_alive(pid):
@@ -105,44 +122,80 @@ def _pid_alive(pid):
 
 
 def _remove_stale_tmp(path):
-    """Delete temporary files of ``path`` whose writer process is gone."""
+    """Delete temporary files of ``path`` left by a writer process that is
+    gone (killed mid-write: SIGKILL, power loss).  Only regular files of this
+    user whose name carries a dead pid are removed; unlink never follows a
+    link, and a live writer's file (this process's included) is never
+    touched."""
     directory = os.path.dirname(os.path.abspath(path))
     prefix = _tmp_prefix(path)
     try:
         names = os.listdir(directory)
     except OSError:
         return
+    uid = os.getuid() if hasattr(os, "getuid") else None
     for name in names:
         if not name.startswith(prefix):
             continue
-        pid = name[len(prefix):]
+        pid = name[len(prefix):].partition("-")[0]    # ".x.tmp-PID-rand" or old ".x.tmp-PID"
         if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
             continue
+        full = os.path.join(directory, name)
         try:
-            os.unlink(os.path.join(directory, name))
+            st = os.lstat(full)
+            if stat.S_ISREG(st.st_mode) and (uid is None or st.st_uid == uid):
+                os.unlink(full)
         except OSError:
             pass
 
 
-def _write_atomic(path, arrays):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    _remove_stale_tmp(path)
-    tmp = os.path.join(directory, _tmp_prefix(path) + str(os.getpid()))
+def _check_target(path):
+    """Refuse (ValueError naming ``path``) to replace anything at ``path``
+    but a regular file: a directory, a device such as /dev/full, a FIFO, a
+    socket -- or a symbolic link, which fastnet neither follows (it could
+    point anywhere, e.g. at a file of another user in a shared directory)
+    nor silently replaces; save to the link's target instead."""
     try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise type(exc)(exc.errno, "cannot write %s: %s" % (path, exc.strerror),
+                        path) from None
+    if stat.S_ISREG(st.st_mode):
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise ValueError("%s is a symbolic link; fastnet does not write through or "
+                         "replace links: save to the file it points to" % (path,))
+    raise ValueError("%s is %s, not a regular file; fastnet writes networks and "
+                     "checkpoints only to regular files and will not replace it"
+                     % (path, safeio.describe_mode(st.st_mode)))
+
+
+_umask = []
+
+
+def _new_file_mode():
+    """0666 less the umask: the mode open() would give a new file (mkstemp
+    makes 0600).  The umask is read once, from /proc when it can be, since
+    setting it to read it races with other threads."""
+    if not _umask:
+        mask = None
         try:
-            f = open(tmp, "wb")
-        except OSError as exc:
-            raise type(exc)(exc.errno, "cannot write %s: %s" % (path, exc.strerror),
-                            path) from None
-        with f:
-            np.savez(f, **arrays)       # uncompressed: member sizes are real bytes
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("Umask:"):
+                        mask = int(line.split()[1], 8)
+        except (OSError, ValueError):
+            pass
+        if mask is None:
+            mask = os.umask(0o22)
+            os.umask(mask)
+        _umask.append(mask)
+    return 0o666 & ~_umask[0]
+
+
+def _fsync_directory(directory):
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -153,6 +206,49 @@ def _write_atomic(path, arrays):
         pass
     finally:
         os.close(fd)
+
+
+def _write_atomic(path, arrays):
+    """Write ``arrays`` as an .npz at ``path`` so that ``path`` is at every
+    moment either its old content or the whole new one: a fresh temporary
+    file (mkstemp: O_EXCL, unpredictable name, never a planted link) in the
+    same directory, written, flushed and fsynced, renamed over ``path``,
+    then the directory fsynced.  On any failure -- a full disk, Ctrl-C --
+    the temporary file is removed and ``path`` is untouched.  Concurrent
+    writers (threads or processes) each have their own temporary file: the
+    last rename wins, whole."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    _check_target(path)
+    _remove_stale_tmp(path)
+    try:
+        old_mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        old_mode = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path, os.getpid()), dir=directory)
+    except OSError as exc:
+        raise type(exc)(exc.errno, "cannot write %s: %s" % (path, exc.strerror),
+                        path) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), old_mode if old_mode is not None else _new_file_mode())
+            np.savez(f, **arrays)       # uncompressed: member sizes are real bytes
+            f.flush()
+            os.fsync(f.fileno())
+        _check_target(path)              # it may have become a link or device meanwhile
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.errno is not None and path not in str(exc):
+            raise type(exc)(exc.errno, "cannot write %s: %s" % (path, exc.strerror),
+                            path) from exc
+        raise
+    _fsync_directory(directory)
 
 
 def _arrays(net, meta, path, on_nan):
@@ -253,10 +349,11 @@ class _Archive(object):
     def __init__(self, path):
         self.path = path
         try:
-            with open(path, "rb") as f:
-                blob = f.read()
+            f, size = safeio.open_regular(path, "fastnet .npz file")
         except FileNotFoundError:
             raise FileNotFoundError(2, "no such file", path) from None
+        with f:
+            blob = safeio.read_all(f, size, path)
         _refuse_non_npz(path, blob)
         try:
             self.zip = zipfile.ZipFile(io.BytesIO(blob))
@@ -280,33 +377,7 @@ class _Archive(object):
 
     def _header(self, name, info):
         """(shape, fortran, dtype, data offset) of a member, checked."""
-        try:
-            with self.zip.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise ValueError("unsupported .npy version %s" % (version,))
-                offset = f.tell()
-        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error,
-                KeyError, TypeError, SyntaxError) as exc:
-            raise ValueError("%s: %s is truncated or corrupt (%s)"
-                             % (self.path, name, exc)) from None
-        if dtype.hasobject:
-            raise pickle.UnpicklingError(
-                "%s: %s is an object array, that is a pickle; fastnet never "
-                "unpickles (a pickle can run code)" % (self.path, name))
-        if dtype.fields is not None or dtype.subdtype is not None:
-            raise ValueError("%s: %s has dtype %s, not a plain dtype"
-                             % (self.path, name, dtype))
-        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        if offset + nbytes != info.file_size:
-            raise ValueError("%s: %s is corrupt: its header promises %d bytes of data, "
-                             "the member holds %d" % (self.path, name, nbytes,
-                                                      info.file_size - offset))
-        return tuple(shape), fortran, dtype, offset
+        return safeio.npy_member_header(self.zip, info, self.path, name)
 
     def names(self):
         return list(self.members)
@@ -349,13 +420,20 @@ class _Archive(object):
         if _META not in self.members:
             raise ValueError("%s has no %s: not a fastnet file" % (path, _META))
         _, shape, _, dtype, _ = self.members[_META]
-        if dtype.kind != "U" or shape != () or dtype.itemsize > 4 * _MAX_META_CHARS:
+        if dtype.kind != "U" or shape != ():
             raise ValueError("%s: %s is not a JSON text (shape %s, dtype %s)"
                              % (path, _META, shape, dtype))
-        text = self.array(_META)
+        if dtype.itemsize > 4 * _MAX_META_CHARS:
+            raise ValueError("%s: %s is %d characters long, over the limit of %d"
+                             % (path, _META, dtype.itemsize // 4, _MAX_META_CHARS))
+        text = str(self.array(_META)[()])
+        depth = _json_depth(text)
+        if depth > _MAX_META_DEPTH:
+            raise ValueError("%s: %s nests %d levels deep, over the limit of %d"
+                             % (path, _META, depth, _MAX_META_DEPTH))
         try:
-            meta = json.loads(str(text[()]))
-        except ValueError as exc:
+            meta = json.loads(text)
+        except (ValueError, RecursionError) as exc:
             raise ValueError("%s: %s is not valid JSON: %s" % (path, _META, exc)) from None
         if not isinstance(meta, dict) or meta.get("format") != expected_format:
             raise ValueError("%s: expected a %s file, found format %r"
@@ -368,6 +446,18 @@ class _Archive(object):
                              "%s version %s)" % (path, version, expected_format,
                                                  " or ".join(map(str, versions))))
         return meta
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _json_depth(text):
+    """The deepest nesting of [ and { in a JSON text (strings skipped),
+    found without recursion, so a hostile text cannot exhaust the stack."""
+    brackets = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8"), dtype=np.uint8)
+    steps = (np.isin(brackets, (ord("["), ord("{"))).astype(np.int64)
+             - np.isin(brackets, (ord("]"), ord("}"))))
+    return int(steps.cumsum().max()) if steps.size else 0
 
 
 def read_file(path, expected_format):
@@ -586,6 +676,7 @@ def load_checkpoint(path, net, run, data):
     untouched.
     """
     path = os.fspath(path)
+    _check_target(path)     # refused now rather than at the first save, an epoch later
     _remove_stale_tmp(path)
     if not os.path.exists(path):
         return None

@@ -12,6 +12,17 @@ import importlib
 import os
 
 ENGINES = ("reference", "cpu", "cuda")
+#: what every "no GPU here" error of the cuda engine starts with
+NO_DEVICE = "no CUDA device found; use device='cpu'"
+CUDA_EXTRA_HINT = 'pip install "fastnet[cuda]"'
+
+
+class CudaUnavailableError(RuntimeError, ImportError):
+    """The cuda engine cannot be imported (numba-cuda missing or broken): a
+    RuntimeError like every "no CUDA device" error, and an ImportError for
+    code that caught the ModuleNotFoundError this used to be."""
+
+
 _DEVICE_TO_ENGINE = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
 _loaded = {}
 
@@ -43,8 +54,16 @@ def get_engine(name=None):
         raise ValueError("unknown engine %r; expected one of %s"
                          % (name, ", ".join(ENGINES)))
     if name not in _loaded:
-        module = "cuda" if name == "cuda" else name
-        _loaded[name] = importlib.import_module("." + module, __name__)
+        try:
+            _loaded[name] = importlib.import_module("." + name, __name__)
+        except ImportError as exc:
+            if name != "cuda":
+                raise
+            # numba (or its CUDA part) missing or broken: the documented error,
+            # not a ModuleNotFoundError from deep inside the engine
+            raise CudaUnavailableError(
+                "%s (the cuda engine needs numba-cuda, which could not be imported: "
+                "%s; %s)" % (NO_DEVICE, exc, CUDA_EXTRA_HINT)) from exc
     return _loaded[name]
 
 

@@ -12,9 +12,9 @@ device is described as the simulator, and memory is not checked.
 
 from numba import config
 
-SIMULATOR = bool(config.ENABLE_CUDASIM)
+from .. import CUDA_EXTRA_HINT, NO_DEVICE  # noqa: F401  (NO_DEVICE: this module's surface)
 
-NO_DEVICE = "no CUDA device found; use device='cpu'"
+SIMULATOR = bool(config.ENABLE_CUDASIM)
 
 # keep this much free beyond the data: workspaces, the CUDA context's own
 # allocations, and the kernels' modules
@@ -86,8 +86,8 @@ def _discover(ordinal=0):
             raise
         raise RuntimeError("%s (the NVIDIA driver could not be loaded: %s)" % (NO_DEVICE, msg))
     except ImportError as e:
-        raise RuntimeError("%s (cuda-python is not installed: %s; pip install "
-                           "'fastnet[cuda]')" % (NO_DEVICE, e))
+        raise RuntimeError("%s (cuda-python is not installed: %s; %s)"
+                           % (NO_DEVICE, e, CUDA_EXTRA_HINT))
     if count < 1:
         raise RuntimeError("%s (the driver sees no GPU)" % NO_DEVICE)
     if ordinal >= count:
