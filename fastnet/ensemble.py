@@ -167,16 +167,8 @@ class Ensemble(object):
 
 
 def write_json_atomic(path, obj):
-    """Write ``obj`` as JSON to ``path`` through a temporary file and a
-    rename, so a reader sees the old file or the new one, never half."""
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write ``obj`` as JSON to ``path`` atomically (persist.write_atomic:
+    a reader sees the old file or the new one, never half)."""
+    from .persist import write_atomic
+    text = json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))

@@ -10,7 +10,6 @@ import gzip
 import os
 import pickle
 import sys
-import tempfile
 
 import numpy as np
 
@@ -66,17 +65,12 @@ def expand_file(src, dst, seed=0, shuffle=True, report=None):
     from .data import load_data
     (tx, ty), valid, test = load_data(src)
     ex, ey = expand(tx, ty, seed=seed, shuffle=shuffle, report=report)
-    dst = os.fspath(dst)
-    directory = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(prefix=".expand-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as f:
+    from .persist import write_atomic
+
+    def write(raw):
+        with gzip.GzipFile(fileobj=raw, mode="wb") as f:
             pickle.dump(((ex, ey), tuple(valid), tuple(test)), f, protocol=2)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(os.fspath(dst), write)
     return ex.shape[0]
 
 

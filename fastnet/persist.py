@@ -209,8 +209,15 @@ def _fsync_directory(directory):
 
 
 def _write_atomic(path, arrays):
-    """Write ``arrays`` as an .npz at ``path`` so that ``path`` is at every
-    moment either its old content or the whole new one: a fresh temporary
+    """Write ``arrays`` as an uncompressed .npz at ``path`` (write_atomic);
+    member sizes are then real bytes, which reading checks."""
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def write_atomic(path, write):
+    """Write a file at ``path`` with ``write(f)`` (f: a binary file) so that
+    ``path`` is at every moment either its old content or the whole new one:
+    a fresh temporary
     file (mkstemp: O_EXCL, unpredictable name, never a planted link) in the
     same directory, written, flushed and fsynced, renamed over ``path``,
     then the directory fsynced.  On any failure -- a full disk, Ctrl-C --
@@ -234,7 +241,7 @@ def _write_atomic(path, arrays):
         with os.fdopen(fd, "wb") as f:
             if hasattr(os, "fchmod"):
                 os.fchmod(f.fileno(), old_mode if old_mode is not None else _new_file_mode())
-            np.savez(f, **arrays)       # uncompressed: member sizes are real bytes
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         _check_target(path)              # it may have become a link or device meanwhile

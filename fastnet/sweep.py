@@ -575,16 +575,8 @@ def _jsonable_config(run):
 # results on disk
 # ---------------------------------------------------------------------------
 def _write_bytes_atomic(path, blob):
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    try:
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from .persist import write_atomic
+    write_atomic(path, lambda f: f.write(blob))
 
 
 def read_result(results_dir, run):
