@@ -445,3 +445,27 @@ def write_expanded_mnist(path, parts, seed=0):
     expanded = [list(d) for d in zip(*pairs)]
     with gzip.open(path, "wb") as f:
         pickle.dump((expanded, valid, test), f)
+
+
+# ---------------------------------------------------------------------------
+# the optimizer trajectories (conformance/optim: PyTorch's and Keras's own)
+# ---------------------------------------------------------------------------
+OPTIM = CONFORMANCE / "optim"
+_optim_files = {}
+
+
+def optim_index():
+    """index.json of conformance/optim; a collection error when missing (a
+    clone carries the files: they must never be skipped silently)."""
+    if not (OPTIM / "index.json").is_file():
+        raise RuntimeError("the optimizer conformance files are missing: %s" % OPTIM)
+    with open(OPTIM / "index.json") as f:
+        return json.load(f)
+
+
+def optim_file(name):
+    """The arrays of conformance/optim/``name``, loaded once per session."""
+    if name not in _optim_files:
+        with np.load(OPTIM / name) as z:
+            _optim_files[name] = {k: z[k] for k in z.files}
+    return _optim_files[name]

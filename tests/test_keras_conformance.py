@@ -22,7 +22,6 @@ suggested_rtol.
 import contextlib
 import io
 import json
-import os
 
 import numpy as np
 import pytest
@@ -33,26 +32,10 @@ from fastnet import (DenseOutputLayer, FullyConnectedLayer, Network, ReLU, Softm
 from fastnet import keras
 from fastnet.keras import optimizers
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import conformance_util as cu  # noqa: E402
 
 
-def _optim_dir():
-    candidates = [os.environ.get("FASTNET_CONFORMANCE_DIR", ""),
-                  os.path.join(HERE, "conformance"),
-                  os.path.join(HERE, "..", "..", "shared", "conformance")]
-    for base in candidates:
-        d = os.path.join(base, "optim") if base else ""
-        if d and os.path.exists(os.path.join(d, "index.json")):
-            return d
-    return None
-
-
-DIR = _optim_dir()
-if DIR is None:
-    if os.environ.get("CI") == "true":
-        raise RuntimeError("the optimizer conformance files are missing (CI=true)")
-    pytest.skip("no conformance/optim directory found", allow_module_level=True)
-INDEX = json.load(open(os.path.join(DIR, "index.json")))
+INDEX = cu.optim_index()
 
 KERAS_RUNS = ["sgd", "sgd_momentum", "sgd_nesterov", "rmsprop_default",
               "adagrad_default", "adam_default"]
@@ -93,14 +76,7 @@ def _optimizer(hp):
     raise AssertionError("no fastnet.keras optimizer for %s" % cls)
 
 
-_files = {}
-
-
-def _load(name):
-    if name not in _files:
-        with np.load(os.path.join(DIR, name)) as z:
-            _files[name] = {k: z[k] for k in z.files}
-    return _files[name]
+_load = cu.optim_file
 
 
 def _close(got, want, rtol, dtype, what):

@@ -15,7 +15,6 @@ next with the same optimizer object, which is how steps 1 and 5 are reached.
 import contextlib
 import io
 import json
-import os
 
 import numpy as np
 import pytest
@@ -24,26 +23,10 @@ import fastnet
 from fastnet import (DenseOutputLayer, FullyConnectedLayer, Network, ReLU, SoftmaxLayer,
                      optim, sigmoid, tanh)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import conformance_util as cu  # noqa: E402
 
 
-def _optim_dir():
-    candidates = [os.environ.get("FASTNET_CONFORMANCE_DIR", ""),
-                  os.path.join(HERE, "conformance"),
-                  os.path.join(HERE, "..", "..", "shared", "conformance")]
-    for base in candidates:
-        d = os.path.join(base, "optim") if base else ""
-        if d and os.path.exists(os.path.join(d, "index.json")):
-            return d
-    return None
-
-
-DIR = _optim_dir()
-if DIR is None:
-    if os.environ.get("CI") == "true":
-        raise RuntimeError("the optimizer conformance files are missing (CI=true)")
-    pytest.skip("no conformance/optim directory found", allow_module_level=True)
-INDEX = json.load(open(os.path.join(DIR, "index.json")))
+INDEX = cu.optim_index()
 
 # the torch runs and the fastnet.optim call that makes each, from its hparams
 TORCH_RUNS = ["sgd", "sgd_momentum", "sgd_nesterov", "sgd_wd", "rmsprop_keraslike",
@@ -74,14 +57,7 @@ def _optimizer(hp):
     raise AssertionError("no fastnet.optim class for %s" % cls)
 
 
-_files = {}
-
-
-def _load(name):
-    if name not in _files:
-        with np.load(os.path.join(DIR, name)) as z:
-            _files[name] = {k: z[k] for k in z.files}
-    return _files[name]
+_load = cu.optim_file
 
 
 def _build(case, z, engine, fused):
