@@ -46,3 +46,24 @@ def cpu_threads():
     before = cpu.get_num_threads()
     yield cpu
     cpu.set_num_threads(before)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def floatx(request):
+    """Each floatX in turn, set for the layers the test builds (restored
+    after); yields its dtype."""
+    import fastnet
+    old = fastnet.get_floatx()
+    fastnet.set_floatx(request.param)
+    yield np.dtype(request.param)
+    fastnet.set_floatx(old)
+
+
+@pytest.fixture
+def float64():
+    """floatX float64 for the test (restored after)."""
+    import fastnet
+    old = fastnet.get_floatx()
+    fastnet.set_floatx("float64")
+    yield np.dtype(np.float64)
+    fastnet.set_floatx(old)

@@ -3,18 +3,9 @@
 import numpy as np
 import pytest
 
-import fastnet
 from fastnet import datasets
 
 GENERATORS = [datasets.two_curves, datasets.spirals, datasets.circles]
-
-
-@pytest.fixture
-def float64():
-    before = fastnet.get_floatx()
-    fastnet.set_floatx("float64")
-    yield
-    fastnet.set_floatx(before)
 
 
 def test_xor_is_the_four_points():

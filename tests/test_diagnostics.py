@@ -7,14 +7,6 @@ import fastnet
 from fastnet import ConvPoolLayer, FullyConnectedLayer, Network, SoftmaxLayer, diagnostics
 
 
-@pytest.fixture
-def float64():
-    before = fastnet.get_floatx()
-    fastnet.set_floatx("float64")
-    yield
-    fastnet.set_floatx(before)
-
-
 def identity_net(mbs=7):
     """2 -> linear 2 (w = I, b = 0) -> softmax: layer 0 is the identity."""
     np.random.seed(0)

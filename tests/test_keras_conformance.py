@@ -26,7 +26,6 @@ import json
 import numpy as np
 import pytest
 
-import fastnet
 from fastnet import (DenseOutputLayer, FullyConnectedLayer, Network, ReLU, SoftmaxLayer,
                      sigmoid, tanh)
 from fastnet import keras
@@ -96,12 +95,10 @@ def _check_snapshot(weights, z, run, step, rtol, dtype):
                "%s step %d L%d b" % (run, step, i))
 
 
-@pytest.fixture(params=["float32", "float64"])
-def dtype(request):
-    old = fastnet.get_floatx()
-    fastnet.set_floatx(request.param)
-    yield np.dtype(request.param)
-    fastnet.set_floatx(old)
+@pytest.fixture
+def dtype(floatx):
+    """conftest's floatx, named as these tests read it."""
+    return floatx
 
 
 def _network(case, z, engine, fused):

@@ -94,12 +94,10 @@ def _snapshot(net, z, run, step, rtol, dtype):
 ENGINES = [("reference", False), ("cpu", True), ("cpu", False)]
 
 
-@pytest.fixture(params=["float32", "float64"])
-def dtype(request):
-    old = fastnet.get_floatx()
-    fastnet.set_floatx(request.param)
-    yield np.dtype(request.param)
-    fastnet.set_floatx(old)
+@pytest.fixture
+def dtype(floatx):
+    """conftest's floatx, named as these tests read it."""
+    return floatx
 
 
 @pytest.mark.parametrize("engine,fused", ENGINES, ids=["reference", "cpu", "cpu-op-by-op"])

@@ -19,7 +19,6 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import fastnet  # noqa: E402
 from fastnet import (Network, ConvPoolLayer, FullyConnectedLayer,  # noqa: E402
                      SoftmaxLayer, ReLU, sigmoid, tanh)
 
@@ -32,14 +31,6 @@ except ImportError as e:  # the compiled engine is not built
     if os.environ.get("CI") == "true":
         raise
     pytest.skip("the compiled engine is not available: %s" % e, allow_module_level=True)
-
-
-@pytest.fixture(params=["float32", "float64"])
-def floatx(request):
-    old = fastnet.get_floatx()
-    fastnet.set_floatx(request.param)
-    yield np.dtype(request.param)
-    fastnet.set_floatx(old)
 
 
 def _tol(dtype, kind=None):
