@@ -101,6 +101,10 @@ def build_parser():
                    help="seconds-long run for CI: conv2_relu and fc (cuda: conv2_relu "
                         "and dropout) at mini-batch 10, 2 mini-batches per epoch, "
                         "1 repeat, no torch-compile")
+    p.add_argument("--busy", type=int, default=0, metavar="N",
+                   help="start N busy-loop processes (one CPU each, while True: pass) "
+                        "for the duration of the cases, stopped after: every engine "
+                        "measured on a machine where other work holds cores (default 0)")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when an engine fails (not a skip) or disagrees")
     return p
@@ -470,6 +474,34 @@ def one_rep(w, args):
     return ev
 
 
+BUSY_CODE = "while True: pass"
+
+
+class BusyLoad(object):
+    """N processes spinning on a CPU each while the cases run: the load of
+    another program (a browser, an indexer) holding cores."""
+
+    def __init__(self, n):
+        self.procs = []
+        for _ in range(n):
+            self.procs.append(subprocess.Popen([sys.executable, "-c", BUSY_CODE],
+                                               stdin=subprocess.DEVNULL))
+
+    def alive(self):
+        return sum(p.poll() is None for p in self.procs)
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.procs = []
+
+
 def run_rounds(workers, results, args, say):
     names = list(workers)
     for r in range(args.repeats):
@@ -755,7 +787,17 @@ def main(argv=None):
                "s" if args.repeats != 1 else "", ", ".join(engines)))
     for n in notes:
         say("note: " + n)
-    if load0 and load0[0] > 0.5:
+    if args.busy < 0:
+        print("--busy: N must be >= 0, got %d" % args.busy)
+        return 2
+    if args.busy:
+        # the load is the point: repetitions are not flagged or repeated for it
+        args.noise_threshold = float("inf")
+        say("note: --busy %d: %d busy-loop process%s hold%s CPUs while the cases run; "
+            "the sgemm peak is measured before and after, without them"
+            % (args.busy, args.busy, "es" if args.busy != 1 else "",
+               "" if args.busy != 1 else "s"))
+    elif load0 and load0[0] > 0.5:
         say("note: load average %.2f before the start: other processes are busy, so "
             "expect noisy repetitions (flagged and repeated once)" % load0[0])
     pin = pin_cpus(args.threads)
@@ -781,19 +823,28 @@ def main(argv=None):
         peak_g = report_peak(peak, "start", say)
     where = ("cuda, %s%s" % (gpu or "no GPU", " SIMULATED" if simulated else "")
              if cuda else "cpu, %s, %d threads" % (cpu_model(), args.threads))
+    if args.busy:
+        where += ", %d busy-loop process%s beside" % (args.busy,
+                                                       "es" if args.busy != 1 else "")
 
     tmp = tempfile.mkdtemp(prefix="fastnet-bench-")
     results = []
     interrupted = False
+    busy = BusyLoad(args.busy) if args.busy else None
     try:
         for net, mbs in cases:
             results.append(run_case(net, mbs, engines, args, tmp, peak_g, say, probed))
+            if busy is not None and busy.alive() != args.busy:
+                say("note: %d of the %d busy-loop processes ended early"
+                    % (args.busy - busy.alive(), args.busy))
     except KeyboardInterrupt:
         # the workers of the case under way were stopped by run_case; what
         # finished so far is still written and shown
         interrupted = True
         say("\ninterrupted: writing the %d finished case(s)" % len(results))
     finally:
+        if busy is not None:
+            busy.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     if not args.smoke and not interrupted and peak_g is not None:
@@ -814,8 +865,9 @@ def main(argv=None):
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "host": platform.node(), "cpu": cpu_model(), "ncpu": harness.n_cpus(),
             "platform": platform.platform(), "python": sys.version.split()[0],
-            "threads": args.threads, "repeats": args.repeats,
-            "min_seconds": args.min_seconds, "noise_threshold": args.noise_threshold,
+            "threads": args.threads, "repeats": args.repeats, "busy": args.busy,
+            "min_seconds": args.min_seconds,
+            "noise_threshold": None if args.busy else args.noise_threshold,
             "smoke": args.smoke, "engines": engines, "argv": list(argv or sys.argv[1:]),
             "sgemm_peak": peak, "epoch_samples": workloads.EPOCH_SAMPLES,
             "device": args.device, "mode": where, "gpu": gpu,

@@ -188,6 +188,10 @@ def info(argv, prog):
     else:
         print("cpu threads: %d (OpenMP %s)" % (cpu.get_num_threads(),
                                               "on" if cpu.openmp_enabled() else "off"))
+        wait = cpu.wait_policy()
+        print("cpu threads wait: %s (%s)" % (
+            "spin %d rounds, then sleep" % wait["spincount"] if wait["spincount"] is not None
+            else "OpenMP's setting", wait["source"]))
         print("cpu vector sigmoid/tanh (libmvec): %s"
               % ("yes" if cpu.vector_activations() else "no"))
     print("extras: %s" % ", ".join("%s %s" % (extra, "installed" if _installed(module)

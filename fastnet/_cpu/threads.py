@@ -38,3 +38,63 @@ count = default()
 def set(n):  # noqa: A001 -- the module is the namespace
     global count
     count = checked(n)
+
+
+# ---------------------------------------------------------------------------
+# how OpenMP's threads wait
+# ---------------------------------------------------------------------------
+# libgomp's threads spin when they wait (for work, at a join) for up to
+# 300,000 rounds of `pause`, ~20 ms, before sleeping.  On free cores that is
+# fastest; when another process holds a core it is a collapse: the threads
+# burn their time slices spinning for a thread the scheduler has put aside
+# (measured on 2 cores beside one busy loop: the FC net at mini-batch 128 at
+# 4,000 samples/s instead of 360,000).  A short spin keeps the workers awake
+# through the gaps of a training step (a few microseconds between parallel
+# regions) and lets them sleep, giving the core back, when a wait is longer.
+# libgomp reads its settings once, when it is loaded: fastnet sets
+# GOMP_SPINCOUNT for that moment (unless the user chose a policy) and puts
+# the environment back, so child processes and other libraries see the
+# user's own.
+
+#: libgomp spin rounds before a waiting thread sleeps (one round ~ 50 ns)
+SPINCOUNT = 1000
+
+#: what fastnet did about the wait policy (fastnet.engines.cpu.info / `fastnet info`)
+wait_policy = {"spincount": None, "source": "not started"}
+
+_USER_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def _libgomp_loaded():
+    """Whether a libgomp is already mapped into this process (Linux)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return any("libgomp" in line for line in f)
+    except OSError:
+        return False
+
+
+class openmp_start(object):
+    """Context for the first import of the compiled modules: libgomp starts
+    with fastnet's wait policy unless the user set one."""
+
+    def __enter__(self):
+        self._set = False
+        user = [v for v in _USER_VARS if os.environ.get(v, "").strip()]
+        if user:
+            wait_policy.update(spincount=None, source="the user's %s" % ", ".join(
+                "%s=%s" % (v, os.environ[v]) for v in user))
+        elif _libgomp_loaded():
+            wait_policy.update(spincount=None, source=(
+                "libgomp was loaded before fastnet (by another library): its default "
+                "spin stands; set OMP_WAIT_POLICY=passive on a busy machine"))
+        else:
+            os.environ["GOMP_SPINCOUNT"] = str(SPINCOUNT)
+            self._set = True
+            wait_policy.update(spincount=SPINCOUNT, source="fastnet's default")
+        return self
+
+    def __exit__(self, *exc):
+        if self._set:
+            os.environ.pop("GOMP_SPINCOUNT", None)
+        return False

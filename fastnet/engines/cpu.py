@@ -16,11 +16,13 @@ BLAS runs single-threaded under the kernels (see fastnet/_cpu/__init__.py).
 
 import os
 
+from .._cpu import threads as _threads
+
 try:
-    from .._cpu import conv as _conv, pool as _pool, dense as _dense
-    from .._cpu import softmax as _softmax, update as _update
-    from .._cpu import blas_info  # noqa: F401
-    from .._cpu import threads as _threads
+    with _threads.openmp_start():
+        from .._cpu import conv as _conv, pool as _pool, dense as _dense
+        from .._cpu import softmax as _softmax, update as _update
+        from .._cpu import blas_info  # noqa: F401
 except ImportError as e:  # the extension modules were not built
     raise ImportError(
         "fastnet's compiled CPU engine is not built (%s). Install fastnet with "
@@ -98,6 +100,13 @@ if hasattr(os, "register_at_fork"):
 def get_num_threads():
     """The number of threads the kernels use (1 in a build without OpenMP)."""
     return _threads.count if openmp_enabled() else 1
+
+
+def wait_policy():
+    """How the kernels' OpenMP threads wait: ``{"spincount": n or None,
+    "source": why}`` (fastnet/_cpu/threads.py: a short spin, then sleep,
+    unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT)."""
+    return dict(_threads.wait_policy)
 
 
 def openmp_enabled():
