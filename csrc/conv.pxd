@@ -43,7 +43,7 @@
 # padding.)
 
 from libc.string cimport memcpy, memset
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 
 from common cimport floating, padded, threads_for
 from blas cimport gemm, bcast_gemm, FN_FAST_PRODUCTS
@@ -87,6 +87,30 @@ cdef inline Py_ssize_t conv_dw_size(Py_ssize_t F, Py_ssize_t K) noexcept nogil:
     return K * padded(F) if uses_bcast(K) else F * K
 
 
+cdef enum:
+    # A mini-batch's weight gradient is summed in fixed blocks of
+    # consecutive samples (block b: samples b*N//B .. (b+1)*N//B - 1,
+    # B = conv_blocks(N)), each block's partial sum in sample order, then the
+    # blocks added in block order (conv_dw_reduce).  The blocks depend on N
+    # only: the gradient is the same whatever the thread count (threads take
+    # whole blocks), so a run's results do not depend on the machine's cores.
+    CONV_BLOCKS = 16
+    # samples per block at least: a block's partial sum costs a pass over
+    # the gradient in the reduction, as much as ~1/3 sample's product
+    CONV_BLOCK_MIN = 3
+
+
+cdef inline Py_ssize_t conv_blocks(Py_ssize_t N) noexcept nogil:
+    """Blocks of the weight-gradient sum of N samples: the largest power of
+    two with CONV_BLOCK_MIN samples a block, at most CONV_BLOCKS (a power of
+    two splits evenly over 2, 4, 8 threads).  Mini-batch 10: 2; 20: 4;
+    128: 16."""
+    cdef Py_ssize_t B = 1
+    while B * 2 <= CONV_BLOCKS and B * 2 * CONV_BLOCK_MIN <= N:
+        B *= 2
+    return B
+
+
 cdef inline Py_ssize_t conv_workspace_size(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                                            Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW,
                                            int n_threads, bint backward,
@@ -94,10 +118,11 @@ cdef inline Py_ssize_t conv_workspace_size(Py_ssize_t C, Py_ssize_t H, Py_ssize_
     """Elements of workspace conv_forward_kernel (backward=False) or
     conv_backward_kernel (backward=True) needs with n_threads threads."""
     cdef Py_ssize_t per = conv_sample_workspace(C, H, W, F, KH, KW, backward, need_dx)
-    if backward:
-        per += padded(conv_dw_size(F, C * KH * KW))
     if n_threads < 1:
         n_threads = 1
+    if backward:
+        # and the blocks' partial sums of the weight gradient
+        return per * n_threads + CONV_BLOCKS * padded(conv_dw_size(F, C * KH * KW))
     return per * n_threads
 
 
@@ -222,20 +247,25 @@ cdef inline void conv_backward_sample(const floating* x, const floating* w,
         col2im(dcols, P, dx, C, H, W, KH, KW)
 
 
-cdef inline void conv_dw_reduce(floating* dw, const floating* acc0, Py_ssize_t stride,
-                                int T, Py_ssize_t F, Py_ssize_t K) noexcept nogil:
-    """dw (F, K) = the T partial sums acc0 + t*stride (conv_dw_size layout),
-    added in thread order, so the result depends only on T."""
-    cdef Py_ssize_t f, k, i, Fp = padded(F)
-    cdef floating s
-    cdef int u
-    for f in range(F):
-        for k in range(K):
-            i = k * Fp + f if uses_bcast(K) else f * K + k
-            s = acc0[i]
-            for u in range(1, T):
-                s = s + acc0[u * stride + i]
-            dw[f * K + k] = s
+cdef inline void conv_dw_reduce(floating* dw, floating* acc0, Py_ssize_t stride,
+                                Py_ssize_t B, Py_ssize_t F, Py_ssize_t K) noexcept nogil:
+    """dw (F, K) = the B partial sums acc0 + b*stride (conv_dw_size layout),
+    added in block order.  The sums go into acc0 (scratch) a block at a
+    time, unit stride, then to dw in its layout."""
+    cdef Py_ssize_t f, k, i, n = conv_dw_size(F, K), Fp = padded(F)
+    cdef Py_ssize_t u
+    cdef floating* a0 = <floating*>acc0
+    cdef const floating* au
+    for u in range(1, B):
+        au = acc0 + u * stride
+        for i in range(n):
+            a0[i] = a0[i] + au[i]
+    if uses_bcast(K):
+        for f in range(F):
+            for k in range(K):
+                dw[f * K + k] = a0[k * Fp + f]
+    else:
+        memcpy(dw, a0, F * K * sizeof(floating))
 
 
 cdef inline void conv_forward_kernel(const floating* x, const floating* w,
@@ -280,28 +310,27 @@ cdef inline void conv_backward_kernel(const floating* x, const floating* w,
     dw (F, C, KH, KW)  OUT;  dx (N, C, H, W)  OUT, or NULL
     work: conv_workspace_size(C, H, W, F, KH, KW, n_threads, True, dx != NULL)
 
-    Thread t sums the weight gradients of samples t*N//T .. (t+1)*N//T - 1,
-    in order, into its own partial sum; conv_dw_reduce adds those in thread
-    order, so the result depends only on the thread count.
+    The weight gradient is summed in conv_blocks(N) fixed blocks of samples
+    (CONV_BLOCKS), whole blocks per thread: the result does not depend on
+    the thread count.
     """
     cdef Py_ssize_t K = C * KH * KW
     cdef Py_ssize_t P = (H - KH + 1) * (W - KW + 1)
     cdef bint need_dx = dx != NULL
     cdef Py_ssize_t per = conv_sample_workspace(C, H, W, F, KH, KW, True, need_dx)
     cdef Py_ssize_t acc_size = padded(conv_dw_size(F, K))
-    cdef floating* accs = work + n_threads * per
-    cdef Py_ssize_t n, n0, n1
-    cdef int t
-    cdef int T = threads_for(n_threads, N, N * F * P * K)
+    cdef floating* accs = work + (n_threads if n_threads > 1 else 1) * per
+    cdef Py_ssize_t n, n0, n1, b, B = conv_blocks(N)
+    cdef int T = threads_for(n_threads, B, N * F * P * K)
     if N == 0:
         memset(dw, 0, F * K * sizeof(floating))
         return
-    for t in prange(T, num_threads=T, schedule='static'):
-        n0 = t * N // T
-        n1 = (t + 1) * N // T
+    for b in prange(B, num_threads=T, schedule='static'):
+        n0 = b * N // B
+        n1 = (b + 1) * N // B
         for n in range(n0, n1):
             conv_backward_sample(x + n * C * H * W, w, dout + n * F * P,
-                                 accs + t * acc_size, n > n0,
+                                 accs + b * acc_size, n > n0,
                                  (dx + n * C * H * W) if need_dx else NULL,
-                                 work + t * per, NULL, C, H, W, F, KH, KW)
-    conv_dw_reduce(dw, accs, acc_size, T, F, K)
+                                 work + threadid() * per, NULL, C, H, W, F, KH, KW)
+    conv_dw_reduce(dw, accs, acc_size, B, F, K)

@@ -33,13 +33,14 @@
 
 from libc.stdint cimport int32_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 cimport numpy as cnp
 
 from common cimport floating, LINEAR
 from blas cimport gemm_parallel
 from common cimport scale_by_activation_grad
-from conv cimport (conv_forward_sample, conv_backward_sample, conv_dw_reduce,
+from conv cimport (conv_forward_sample, conv_backward_sample, conv_dw_reduce, conv_blocks,
+                   CONV_BLOCKS,
                    conv_sample_workspace, conv_dw_size, padded_positions)
 from pool cimport pool_forward_plane, pool_backward_plane
 from common cimport padded
@@ -118,11 +119,12 @@ cdef struct ConvLayer:
     void* out           # (N, O)
     void* dout          # (N, O): gradient w.r.t. out (overwritten)
     void* dx            # (N, I), or NULL
-    # per-thread partial sums of the gradients (max_threads of each)
+    # the gradients' partial sums, one per block of samples (conv.pxd's
+    # CONV_BLOCKS); threads up to max_threads (scratch)
     int max_threads
-    Py_ssize_t acc_size # elements of one thread's weight-gradient partial sum
-    void* accs          # (max_threads, acc_size)
-    double* gbpart      # (max_threads, F)
+    Py_ssize_t acc_size # elements of one block's weight-gradient partial sum
+    void* accs          # (CONV_BLOCKS, acc_size)
+    double* gbpart      # (CONV_BLOCKS, F)
     void* cols          # (N, cols_size): each sample's patches from forward
     Py_ssize_t cols_size  # to backward, or NULL (the backward redoes them)
 
@@ -131,8 +133,9 @@ cdef struct ConvLayer:
 # runs of conv layers, sample by sample
 # ---------------------------------------------------------------------------
 # The arithmetic is conv.pxd's and pool.pxd's per-sample kernels; gradient
-# sums are per thread, then added in thread order (conv_dw_reduce; gb in
-# double), so the result depends only on the thread count.
+# sums are per block of samples (conv_blocks: fixed by the batch size), then
+# added in block order (conv_dw_reduce; gb in double), so the result does
+# not depend on the thread count.
 
 cdef inline int run_threads(int T, Py_ssize_t N, int max_threads) noexcept nogil:
     if T > N:
@@ -183,15 +186,16 @@ cdef void conv_run_backward(ConvLayer* L, int first, int last, const floating* x
     cdef floating* dconv_n
     cdef double* gbp
     cdef ConvLayer* s
-    cdef int t, i, u
+    cdef int i
+    cdef Py_ssize_t b, u, B = conv_blocks(N)
     cdef double sb
-    T = run_threads(T, N, L[first].max_threads)
-    for t in prange(T, num_threads=T, schedule='static'):
-        n0 = t * N // T
-        n1 = (t + 1) * N // T
+    T = run_threads(T, B, L[first].max_threads)
+    for b in prange(B, num_threads=T, schedule='static'):
+        n0 = b * N // B
+        n1 = (b + 1) * N // B
         for i in range(first, last):
             for f in range(L[i].F):
-                L[i].gbpart[t * L[i].F + f] = 0
+                L[i].gbpart[b * L[i].F + f] = 0
         for n in range(n0, n1):
             for i in range(last - 1, first - 1, -1):
                 s = &L[i]
@@ -200,7 +204,7 @@ cdef void conv_run_backward(ConvLayer* L, int first, int last, const floating* x
                 xin = (xb + n * s.NI) if i == first else (<floating*>L[i - 1].out + n * s.NI)
                 conv_n = <floating*>s.conv_out + n * s.F * CHW
                 dconv_n = <floating*>s.dconv + n * s.F * CHW
-                gbp = s.gbpart + t * s.F
+                gbp = s.gbpart + b * s.F
                 # max-pool gradient to every tied maximum; gb partial sums
                 for f in range(s.F):
                     gbp[f] = gbp[f] + pool_backward_plane(
@@ -208,19 +212,19 @@ cdef void conv_run_backward(ConvLayer* L, int first, int last, const floating* x
                         <floating*>s.dout + (n * s.F + f) * PHW, dconv_n + f * CHW,
                         s.act, s.ph, s.pw, s.CH, s.CW)
                 conv_backward_sample(xin, <floating*>s.w, dconv_n,
-                                     <floating*>s.accs + t * s.acc_size, n > n0,
+                                     <floating*>s.accs + b * s.acc_size, n > n0,
                                      (<floating*>s.dx + n * s.NI) if s.need_dx else NULL,
-                                     work + t * per,
+                                     work + threadid() * per,
                                      (<floating*>s.cols + n * s.cols_size)
                                      if s.cols != NULL else NULL,
                                      s.C, s.H, s.W, s.F, s.KH, s.KW)
     for i in range(first, last):
         s = &L[i]
-        conv_dw_reduce(<floating*>s.gw, <floating*>s.accs, s.acc_size, T, s.F,
+        conv_dw_reduce(<floating*>s.gw, <floating*>s.accs, s.acc_size, B, s.F,
                        s.C * s.KH * s.KW)
         for f in range(s.F):
             sb = 0
-            for u in range(T):
+            for u in range(B):
                 sb = sb + s.gbpart[u * s.F + f]
             (<floating*>s.gb)[f] = <floating>sb
 
@@ -616,8 +620,8 @@ cdef class Program:
         self._conv_by_w[<size_t>s.w] = self.n_conv
         s.max_threads = self.n_threads
         s.acc_size = padded(conv_dw_size(s.F, s.C * s.KH * s.KW))
-        accs = np.zeros(self.n_threads * s.acc_size, self.dtype)
-        gbpart = np.zeros(self.n_threads * s.F, np.float64)
+        accs = np.zeros(CONV_BLOCKS * s.acc_size, self.dtype)
+        gbpart = np.zeros(CONV_BLOCKS * s.F, np.float64)
         self.arrays += [accs, gbpart]
         s.accs = ptr(accs)
         s.gbpart = <double*>ptr(gbpart)

@@ -121,6 +121,29 @@ def test_fused_any_thread_count(threads, cpu_threads, floatx):
         np.testing.assert_allclose(a, c, **_tol(floatx))
 
 
+@pytest.mark.parametrize("mbs", [7, 13, 50])   # 2, 4 and 16 blocks (conv.pxd's conv_blocks)
+def test_results_do_not_depend_on_the_thread_count(cpu_threads, floatx, mbs):
+    """The compiled loop's conv gradients are summed in blocks fixed by the
+    batch size: 1, 2, 3 and 5 threads train to the same weights bitwise."""
+    runs = []
+    for threads in (1, 2, 3, 5):
+        cpu_threads.set_num_threads(threads)
+        np.random.seed(7)
+        net = Network([ConvPoolLayer((3, 1, 5, 5), (mbs, 1, 12, 12), activation_fn=ReLU),
+                       ConvPoolLayer((4, 3, 3, 3), (mbs, 3, 4, 4), activation_fn=sigmoid),
+                       FullyConnectedLayer(4, 7, activation_fn=ReLU, p_dropout=0.3),
+                       SoftmaxLayer(7, 10)], mbs, engine="cpu")
+        x, y = _data(net.n_in, net.n_classes, n=2 * mbs)
+        with contextlib.redirect_stdout(io.StringIO()):
+            net.SGD((x.astype(floatx), y), 2, mbs, 0.5, (x[:mbs].astype(floatx), y[:mbs]),
+                    (x[:mbs].astype(floatx), y[:mbs]), lmbda=0.7)
+        assert net._program is not None
+        runs.append([p.get_value() for p in net.params])
+    for k, threads in ((1, 2), (2, 3), (3, 5)):
+        for i, (a, b) in enumerate(zip(runs[0], runs[k])):
+            assert np.array_equal(a, b), "param %d: %d threads vs 1" % (i, threads)
+
+
 def test_fused_ops_and_their_expansion():
     """The plan emits the two fusions for the cpu engine: a run of conv
     layers as conv_run_forward / conv_run_backward, a dense layer's backward
