@@ -7,8 +7,8 @@ For each network (bench/workloads.py's specs and initial weights, the
 compiled CPU engine), one Network per variant -- plain, then each transform
 of ``VARIANTS`` -- trains one epoch of random MNIST-shaped rows per round
 through ``net.SGD(..., augment=...)``; the variants take turns within a
-round (interleaved, so a change in the machine's load hits them alike), a
-first round warms up and is not counted.  The rate is SGD's own training
+round (interleaved, so a change in the machine's load hits them alike; the
+first to go turns round by round), a first round warms up and is not counted.  The rate is SGD's own training
 time (``TrainingHistory.training_seconds``: the mini-batches, not the
 validation); the slowdown is the median over rounds of plain's rate over
 the variant's, measured side by side.  Prints a Markdown table and the
@@ -50,7 +50,9 @@ def measure(network, mbs, rounds, samples):
         runs.append((name, transform, engine))
     rates = {name: [] for name, _, _ in runs}
     for r in range(rounds + 1):
-        for name, transform, engine in runs:
+        # interleaved, and who goes first turns round by round
+        k = r % len(runs)
+        for name, transform, engine in runs[k:] + runs[:k]:
             with contextlib.redirect_stdout(io.StringIO()):
                 h = engine.net.SGD((x, y), 1, mbs, eta, engine.vxy, engine.vxy,
                                    lmbda=lmbda, augment=transform)

@@ -422,3 +422,19 @@ def test_cli_preview_writes_a_png(tmp_path):
                        timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "sigma" in r.stderr
+
+
+def test_bench_script_measures_every_variant(capsys):
+    _cpu()
+    import importlib.util
+    path = os.path.join(REPO, "bench", "augment.py")
+    spec = importlib.util.spec_from_file_location("bench_augment", path)
+    bench = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(bench)      # puts bench/ on sys.path
+        assert bench.main(["--networks", "fc", "--samples", "20", "--rounds", "1"]) == 0
+    finally:
+        sys.path[:] = saved
+    rows = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| fc |")]
+    assert len(rows) == len(bench.variants()) and rows[0].endswith("1.00x |")
