@@ -48,6 +48,7 @@ EXTENSIONS = {
     "softmax": (["csrc/softmax.pyx"], True),
     "update":  (["csrc/update.pyx"], True),
     "trainer": (["csrc/trainer.pyx"], True),
+    "augment": (["csrc/augment.pyx"], True),
 }
 
 

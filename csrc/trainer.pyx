@@ -23,6 +23,10 @@
 #     layer's parameters, block of rows by block of rows for a big layer
 #     (dx with the old rows, then their gradient and update while they are
 #     in cache), so w crosses from memory once in the backward pass.
+# Augmentation (fastnet/augment.py): when the run is given a transform
+# table, each step's rows are first distorted into a buffer of the program
+# (augment.pxd's kernel, parallel over samples, keyed by the step's counter
+# like dropout) and the step trains on that buffer.
 # Per-step arguments: an array argument may be the step's input rows
 # (rows_mask), the labels are the step's, the dropout counter is
 # counter0 + (i - first), and each hyper-parameter is an index into the
@@ -49,6 +53,7 @@ from dense cimport (dense_forward_kernel, dense_backward_kernel,
                     dense_streams, dense_backward_rows, DENSE_ROW_BLOCK)
 from softmax cimport softmax_nll_kernel, sigmoid_bce_kernel, mse_kernel
 from update cimport optimizer_update
+from augment cimport augment_kernel, AUG_PIXELS, AUG_SCRATCH, AUG_WIDTH, AUG_MAX_OPS
 
 cnp.import_array()
 
@@ -366,16 +371,28 @@ cdef void run_steps(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floati
                     const char* y, Py_ssize_t y_row, Py_ssize_t N, Py_ssize_t n_in,
                     Py_ssize_t first,
                     Py_ssize_t stop, uint64_t counter0, double* hyper, int step_slot,
-                    floating* work, Py_ssize_t per, int T, double* cost) noexcept nogil:
+                    floating* work, Py_ssize_t per, int T, double* cost,
+                    const double* aug_table, int aug_n, uint64_t aug_seed,
+                    floating* aug_buf, double* aug_scratch) noexcept nogil:
     """Steps first..stop-1; hyper[step_slot] (if >= 0) is the optimizer's
-    step number t of step ``first``, counted up step by step."""
+    step number t of step ``first``, counted up step by step.  With aug_n
+    transforms (aug_table), each step trains on its rows distorted into
+    aug_buf (N, n_in = 784)."""
     cdef Py_ssize_t i
     cdef double t0 = hyper[step_slot] if step_slot >= 0 else 0
+    cdef const floating* xb
+    cdef uint64_t counter
     for i in range(first, stop):
         if step_slot >= 0:
             hyper[step_slot] = t0 + <double>(i - first)
-        run_step(ops, n_ops, conv, upd, x + i * N * n_in, y + i * N * y_row,
-                 counter0 + <uint64_t>(i - first), hyper, work, per, T, cost)
+        xb = x + i * N * n_in
+        counter = counter0 + <uint64_t>(i - first)
+        if aug_n > 0:
+            augment_kernel(xb, aug_buf, N, aug_table, aug_n, aug_seed, counter,
+                           aug_scratch, T)
+            xb = aug_buf
+        run_step(ops, n_ops, conv, upd, xb, y + i * N * y_row, counter, hyper, work,
+                 per, T, cost)
 
 
 cdef inline void* ptr(object a):
@@ -408,6 +425,8 @@ cdef class Program:
     cdef readonly double last_cost
     cdef readonly list opcodes         # the records' kernel names, in order
     cdef readonly Py_ssize_t target_width  # 0: int32 labels; K: float targets (N, K)
+    cdef readonly object aug_buffer    # (mbs, 784): a step's distorted rows
+    cdef readonly object aug_scratch   # per-thread scratch of the augment kernel
 
     def __cinit__(self):
         self.ops = NULL
@@ -670,14 +689,38 @@ cdef class Program:
         return ptr(a)
 
     def run(self, cnp.ndarray x, cnp.ndarray y, Py_ssize_t first, Py_ssize_t stop,
-            hyper, uint64_t counter0):
+            hyper, uint64_t counter0, cnp.ndarray aug_table=None, uint64_t aug_seed=0):
         """Train mini-batches first..stop-1 (arguments checked by the caller;
         re-checked here only as far as memory safety needs); ``hyper`` maps
-        every name of ``hyper_names`` to its value.  Returns the cost of the
-        last mini-batch."""
+        every name of ``hyper_names`` to its value; ``aug_table`` (float64
+        (n, AUG_WIDTH), fastnet.augment's table) distorts each step's rows
+        first, with ``aug_seed``.  Returns the cost of the last mini-batch."""
+        import numpy as np
         cdef Py_ssize_t N = self.mbs
         cdef double h[MAX_HYPER]
         cdef int k
+        cdef int aug_n = 0
+        cdef const double* ptab = NULL
+        cdef void* pbuf = NULL
+        cdef double* pscr = NULL
+        if aug_table is not None:
+            if (cnp.PyArray_TYPE(aug_table) != cnp.NPY_FLOAT64
+                    or cnp.PyArray_NDIM(aug_table) != 2
+                    or cnp.PyArray_DIM(aug_table, 1) != AUG_WIDTH
+                    or cnp.PyArray_DIM(aug_table, 0) > AUG_MAX_OPS
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(aug_table)):
+                raise ValueError("Program.run: aug_table does not match the kernel")
+            if self.n_in != AUG_PIXELS:
+                raise ValueError("Program.run: augmentation needs 784-wide rows")
+            aug_n = <int>cnp.PyArray_DIM(aug_table, 0)
+            if self.aug_buffer is None:
+                self.aug_buffer = np.zeros((N, AUG_PIXELS), dtype=self.dtype)
+            if (self.aug_scratch is None
+                    or self.aug_scratch.size < self.n_threads * AUG_SCRATCH):
+                self.aug_scratch = np.zeros(self.n_threads * AUG_SCRATCH, np.float64)
+            ptab = <const double*>cnp.PyArray_DATA(aug_table)
+            pbuf = cnp.PyArray_DATA(<cnp.ndarray>self.aug_buffer)
+            pscr = <double*>cnp.PyArray_DATA(<cnp.ndarray>self.aug_scratch)
         if (cnp.PyArray_TYPE(x) != self.typenum or cnp.PyArray_NDIM(x) != 2
                 or cnp.PyArray_DIM(x, 1) != self.n_in
                 or not cnp.PyArray_IS_C_CONTIGUOUS(x)):
@@ -709,10 +752,12 @@ cdef class Program:
             if self.typenum == cnp.NPY_FLOAT32:
                 run_steps(self.ops, self.n_ops, self.conv, self.upd, <const float*>px, py,
                           y_row, N, self.n_in, first, stop, counter0, h, step_slot, <float*>pw,
-                          self.conv_per, T, &cost)
+                          self.conv_per, T, &cost, ptab, aug_n, aug_seed, <float*>pbuf,
+                          pscr)
             else:
                 run_steps(self.ops, self.n_ops, self.conv, self.upd, <const double*>px, py,
                           y_row, N, self.n_in, first, stop, counter0, h, step_slot, <double*>pw,
-                          self.conv_per, T, &cost)
+                          self.conv_per, T, &cost, ptab, aug_n, aug_seed, <double*>pbuf,
+                          pscr)
         self.last_cost = cost
         return cost

@@ -4,7 +4,8 @@ chapter 6 -- the same networks and numbers, trained fast on a CPU or a GPU.
 The public surface is network3's: ``Network``, ``ConvPoolLayer``,
 ``FullyConnectedLayer``, ``SoftmaxLayer``, the activations ``sigmoid``,
 ``tanh``, ``ReLU``, ``linear``, ``load_data_shared`` and ``size``.  New names:
-``set_floatx`` / ``get_floatx``, ``Shared``, ``get_engine``, ``datasets``.
+``set_floatx`` / ``get_floatx``, ``Shared``, ``get_engine``, ``datasets``,
+``augment`` (on-the-fly distortions for ``SGD(..., augment=...)``).
 """
 
 __version__ = "0.1.0"
@@ -19,10 +20,11 @@ from .network import Network, TrainingHistory
 from .params import Shared
 from .persist import load, save
 from . import optim  # noqa: E402  (fastnet.optim: the optimizers)
+from . import augment  # noqa: E402  (fastnet.augment: SGD's augment= transforms)
 
 __all__ = [
     "Network", "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer", "DenseOutputLayer",
     "sigmoid", "tanh", "ReLU", "linear", "load_data_shared", "size",
     "set_floatx", "get_floatx", "Shared", "get_engine", "available_engines",
-    "TrainingHistory", "load", "save", "optim", "Ensemble",
+    "TrainingHistory", "load", "save", "optim", "Ensemble", "augment",
 ]

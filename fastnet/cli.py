@@ -1,6 +1,7 @@
 """fastnet's command line: ``fastnet COMMAND ...`` or ``python -m fastnet COMMAND ...``.
 
-Commands: demo, info, bench, sweep (``fastnet COMMAND --help`` for each).
+Commands: demo, info, bench, sweep, expand, chapter6, augment-preview
+(``fastnet COMMAND --help`` for each).
 Exit status: 0 on success, 2 for a usage error (a bad option or value, a
 missing file, an engine this machine cannot run), reported as one line on
 stderr; 1 when a command cannot run in this installation (bench outside a
@@ -20,6 +21,7 @@ COMMANDS = (
     ("sweep", "hyper-parameter sweeps (fastnet.sweep)"),
     ("expand", "write the chapter's expanded training set (one-pixel shifts)"),
     ("chapter6", "chapter 6's results ladder, shallow net to ensemble, beside the book's"),
+    ("augment-preview", "a picture of on-the-fly augmentation: digits and distorted copies"),
 )
 
 
@@ -286,8 +288,80 @@ def chapter6(argv, prog):
         raise UsageError("%s: error: %s" % (prog, exc)) from None
 
 
+def _nonnegative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number" % text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("%r must be a number >= 0" % text)
+    return value
+
+
+def augment_preview(argv, prog):
+    parser = _Parser(
+        prog=prog,
+        description="Write a PNG grid of digits from the bundled MNIST sample, each with "
+                    "distorted copies as SGD(..., augment=...) would draw them "
+                    "(fastnet.augment).  Needs matplotlib (the plot extra).")
+    parser.add_argument("--transform", choices=("elastic", "affine", "shift", "all"),
+                        default="elastic", help="default: elastic; all: shift, then "
+                        "affine, then elastic")
+    parser.add_argument("--alpha", type=_nonnegative_float, default=34.0,
+                        help="elastic: displacement scale in pixels (default: 34)")
+    parser.add_argument("--sigma", type=_nonnegative_float, default=4.0,
+                        help="elastic: Gaussian width in pixels (default: 4)")
+    parser.add_argument("--max-rotation", type=_nonnegative_float, default=15.0,
+                        help="affine: degrees (default: 15)")
+    parser.add_argument("--max-shear", type=_nonnegative_float, default=0.3,
+                        help="affine: horizontal skew (default: 0.3)")
+    parser.add_argument("--max-scale", type=_nonnegative_float, default=0.0,
+                        help="affine: zoom 1 +- this (default: 0)")
+    parser.add_argument("--max-pixels", type=int, default=1,
+                        help="shift: pixels either way (default: 1)")
+    parser.add_argument("--n", type=_positive_int, default=8, help="digits (default: 8)")
+    parser.add_argument("--copies", type=_positive_int, default=6,
+                        help="distorted copies of each (default: 6)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the augment seed (default: 0)")
+    parser.add_argument("--out", metavar="PNG", default="augment-preview.png",
+                        help="default: augment-preview.png")
+    args = parser.parse_args(argv)
+    if args.n > 100 or args.copies > 30:
+        raise UsageError("%s: error: at most 100 digits (--n) and 30 copies (--copies)"
+                         % prog)
+    if not 0 <= args.seed < 1 << 64:
+        raise UsageError("%s: error: --seed must be in [0, 2**64)" % prog)
+    import numpy as np
+    from fastnet import augment as A
+    from fastnet import datasets
+    try:
+        parts = {"shift": [A.Shift(args.max_pixels)],
+                 "affine": [A.Affine(args.max_rotation, args.max_shear, args.max_scale)],
+                 "elastic": [A.Elastic(args.alpha, args.sigma)]}
+        chosen = (parts["shift"] + parts["affine"] + parts["elastic"]
+                  if args.transform == "all" else parts[args.transform])
+        transform = chosen[0] if len(chosen) == 1 else A.Compose(chosen)
+    except ValueError as exc:
+        raise UsageError("%s: error: %s" % (prog, exc))
+    (x, y), _, _ = datasets.mnist_sample()
+    # the first digit of each class, then the next ones
+    order = [int(np.flatnonzero(y == d)[k]) for k in range(-(-args.n // 10))
+             for d in range(10)][:args.n]
+    try:
+        path = A.preview(args.out, transform, x[order], copies=args.copies, seed=args.seed)
+    except ImportError as exc:
+        sys.stderr.write("%s: %s\n" % (prog, exc))
+        return 1
+    except OSError as exc:
+        raise UsageError("%s: error: cannot write %s: %s" % (prog, args.out, exc.strerror))
+    print("wrote %s: %d digits, each with %d copies distorted by %r"
+          % (path, args.n, args.copies, transform))
+    return 0
+
+
 HANDLERS = {"demo": demo, "info": info, "bench": bench, "sweep": sweep, "expand": expand,
-            "chapter6": chapter6}
+            "chapter6": chapter6, "augment-preview": augment_preview}
 
 
 def _top_parser(prog):

@@ -162,6 +162,8 @@ class Network(object):
                         "build all layers after the same set_floatx" % (i, p.dtype, self.dtype))
         seed = _seed_from_global_rng()
         self._shuffle_seed = _splitmix64(seed + len(self.layers)) >> 1
+        # the seed of SGD's augment= draws (fastnet/augment.py), as dropout's
+        self.augment_seed = _splitmix64(seed + len(self.layers) + 1)
         for i, layer in enumerate(self.layers):
             if hasattr(layer, "dropout_seed"):
                 layer.dropout_seed = _splitmix64(seed + i)
@@ -286,29 +288,60 @@ class Network(object):
     # ------------------------------------------------------------------
     # runs of mini-batches
     # ------------------------------------------------------------------
-    def _train_batches(self, x_e, y_e, first, stop, hyper):
+    def _train_batches(self, x_e, y_e, first, stop, hyper, augment=None):
         """Train mini-batches first .. stop-1 of (x_e, y_e) in order; returns
         the cost of the last one.
 
         An engine with a compiled training loop (``compile_program``) runs
         them in one call; otherwise the plan's ops are called step by step.
+        ``augment``: None, or (table, buffer) of fastnet/augment.py: each
+        step trains on its rows distorted by the engine's ``augment`` kernel
+        (into buffer, (mbs, 784) on the engine), drawn from
+        ``self.augment_seed`` and the step counter, as dropout's masks are.
         """
         plan = self._plan
         if self.fused and hasattr(self.engine, "compile_program"):
             if self._program is None:
                 self._program = self.engine.compile_program(plan)
+            aug = {} if augment is None else {"augment": (augment[0], self.augment_seed)}
             cost = self._program.run(x_e, y_e, first, stop,
-                                     dict(hyper, step=plan.opt_step + 1), self.step_count)
+                                     dict(hyper, step=plan.opt_step + 1), self.step_count,
+                                     **aug)
             self.step_count += stop - first
             plan.opt_step += stop - first
             return cost
         mbs = self.mini_batch_size
         cost = None
         for i in range(first, stop):
-            cost = plan.run_step(x_e[i * mbs:(i + 1) * mbs], y_e[i * mbs:(i + 1) * mbs],
-                                 self.step_count, hyper)
+            rows = x_e[i * mbs:(i + 1) * mbs]
+            if augment is not None:
+                table, buf = augment
+                self.engine.augment(rows, table, self.augment_seed, self.step_count, buf)
+                rows = buf
+            cost = plan.run_step(rows, y_e[i * mbs:(i + 1) * mbs], self.step_count, hyper)
             self.step_count += 1
         return cost
+
+    def _check_augment(self, augment):
+        """(table, buffer) for SGD's ``augment`` keyword, and its spec
+        for the checkpoint; (None, None) for None."""
+        from . import augment as aug
+        transform = aug.as_transform(augment, "SGD")
+        if transform is None:
+            return None, None
+        if self.n_in != aug.PIXELS:
+            raise ValueError("SGD: augment distorts 28 x 28 images (784-wide rows); this "
+                             "network takes %d inputs" % self.n_in)
+        if not hasattr(self.engine, "augment"):
+            raise NotImplementedError("SGD: the %s engine has no augmentation kernel; "
+                                      "train with augment= on device='cpu'"
+                                      % self.engine.name)
+        table = transform.table()
+        spec = transform.to_spec()
+        if table.shape[0] == 0:         # identity: train on the rows as they are
+            return None, spec
+        buf = self.engine.empty((self.mini_batch_size, aug.PIXELS), self.dtype)
+        return (table, buf), spec
 
     def _predict_into(self, x_e, n_batches, yout_e):
         mbs = self.mini_batch_size
@@ -341,7 +374,7 @@ class Network(object):
     def SGD(self, training_data, epochs, mini_batch_size, eta,
             validation_data, test_data, lmbda=0.0, progress=False,
             checkpoint=None, optimizer=None, shuffle=False, patience=None,
-            eta_schedule=None, monitor_training=False):
+            eta_schedule=None, monitor_training=False, augment=None):
         """Train the network using mini-batch stochastic gradient descent.
 
         As network3: ``epochs`` passes over ``training_data`` in order,
@@ -355,7 +388,11 @@ class Network(object):
         after every epoch (and on Ctrl-C) and, when the file exists at the
         start, resumes from it -- only for the same network, arguments and
         data (a fingerprint of the data is kept in the file); otherwise a
-        ValueError.  Returns a TrainingHistory.
+        ValueError.  ``augment=fastnet.augment.Elastic(alpha=34, sigma=4)`` (or
+        Shift, Affine, a Compose or list of them) trains every mini-batch on
+        freshly distorted copies of its rows (28 x 28 images only), drawn
+        from ``net.augment_seed`` and the step counter; validation and test
+        data are never distorted.  Returns a TrainingHistory.
         """
         with self._lock:
             if self._training_thread is not None:
@@ -367,14 +404,15 @@ class Network(object):
         try:
             return self._sgd(training_data, epochs, mini_batch_size, eta,
                              validation_data, test_data, lmbda, progress, checkpoint,
-                             optimizer, shuffle, patience, eta_schedule, monitor_training)
+                             optimizer, shuffle, patience, eta_schedule, monitor_training,
+                             augment)
         finally:
             with self._lock:
                 self._training_thread = None
 
     def _sgd(self, training_data, epochs, mini_batch_size, eta, validation_data,
              test_data, lmbda, progress, checkpoint, optimizer, shuffle, patience,
-             eta_schedule, monitor_training):
+             eta_schedule, monitor_training, augment=None):
         from . import schedules
         epochs = self._check_count(epochs, "epochs")
         sgd_mbs = self._check_count(mini_batch_size, "mini_batch_size")
@@ -423,6 +461,9 @@ class Network(object):
             run["eta_schedule"] = schedules.describe(eta_schedule)
         if monitor_training:
             run["monitor_training"] = True
+        augment, augment_spec = self._check_augment(augment)
+        if augment_spec is not None:
+            run["augment"] = augment_spec
         lr_key = "eta" if "eta" in hyper else "lr" if "lr" in hyper else None
         if eta_schedule is not None and lr_key is None:
             raise ValueError("SGD: eta_schedule needs an optimizer with a learning rate")
@@ -517,7 +558,9 @@ class Network(object):
                     stop = min(num_training_batches, minibatch_index + to_log,
                                minibatch_index + CHUNK)
                     with self._lock:
-                        cost = self._train_batches(tx_e, ty_e, minibatch_index, stop, hyper)
+                        cost = self._train_batches(tx_e, ty_e, minibatch_index, stop, hyper,
+                                                   **({} if augment is None
+                                                      else {"augment": augment}))
                         # divergence: checked every chunk, so no NaN step is
                         # wasted and no NaN weight is ever saved
                         why = self._diverged(cost)

@@ -74,7 +74,8 @@ def _meta(net):
             "mini_batch_size": net.mini_batch_size,
             "floatx": str(net.dtype),
             "dropout_seeds": [str(getattr(l, "dropout_seed", 0)) for l in net.layers],
-            "step_count": int(net.step_count)}
+            "step_count": int(net.step_count),
+            "augment_seed": str(getattr(net, "augment_seed", 0))}
 
 
 def fingerprint(*arrays):
@@ -480,20 +481,26 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_seed(s):
+    try:
+        return (isinstance(s, (str, int)) and not isinstance(s, bool)
+                and 0 <= int(s) < _SEED_LIMIT)
+    except ValueError:
+        return False
+
+
 def _check_common(path, meta, n_layers=None):
     """The fields every fastnet file carries, as the right types."""
     seeds = meta.get("dropout_seeds")
     if not isinstance(seeds, list) or (n_layers is not None and len(seeds) != n_layers):
         raise ValueError("%s: dropout_seeds is not one seed per layer" % path)
     for i, s in enumerate(seeds):
-        try:
-            ok = (isinstance(s, (str, int)) and not isinstance(s, bool)
-                  and 0 <= int(s) < _SEED_LIMIT)
-        except ValueError:
-            ok = False
-        if not ok:
+        if not _is_seed(s):
             raise ValueError("%s: dropout seed of layer %d is %r, not a 64-bit "
                              "unsigned integer" % (path, i, s))
+    if "augment_seed" in meta and not _is_seed(meta["augment_seed"]):
+        raise ValueError("%s: augment_seed is %r, not a 64-bit unsigned integer"
+                         % (path, meta["augment_seed"]))
     step = meta.get("step_count")
     if not _is_int(step) or not 0 <= step < 1 << 62:
         raise ValueError("%s: step_count is %r, not a count" % (path, step))
@@ -589,6 +596,8 @@ def _apply(net, meta, values):
         if hasattr(layer, "dropout_seed"):
             layer.dropout_seed = int(seed)
     net.step_count = int(meta["step_count"])
+    if "augment_seed" in meta:      # files written before augmentation lack it
+        net.augment_seed = int(meta["augment_seed"])
     net._params_to_engine()
 
 

@@ -22,6 +22,7 @@ try:
     with _threads.openmp_start():
         from .._cpu import conv as _conv, pool as _pool, dense as _dense
         from .._cpu import softmax as _softmax, update as _update
+        from .._cpu import augment as _augment
         from .._cpu import blas_info  # noqa: F401
 except ImportError as e:  # the extension modules were not built
     raise ImportError(
@@ -70,6 +71,8 @@ for _name in _update.OPTIMIZERS:
     if _name != "sgd_update":
         globals()[_name] = _update.optimizer_kernel(_name)
 sum_of_squares = _update.sum_of_squares
+# augmentation (fastnet/augment.py's transforms; augment.pxd)
+augment = _augment.augment
 
 
 def set_num_threads(n):
@@ -169,10 +172,10 @@ class CompiledProgram(object):
         """Mean NLL of the last mini-batch trained (NaN before any)."""
         return self._c.last_cost
 
-    def run(self, x, y, first, stop, hyper, counter0):
+    def run(self, x, y, first, stop, hyper, counter0, augment=None):
         """Train mini-batches first .. stop-1 of (x, y) in one compiled call
         (see ``run_program`` for the arguments); returns the last cost."""
-        return run_program(self, x, y, first, stop, hyper, counter0)
+        return run_program(self, x, y, first, stop, hyper, counter0, augment)
 
 
 def compile_program(plan, n=None):
@@ -195,7 +198,7 @@ def _index(value, name):
         raise ValueError("run_program: %s must be an integer, got %r" % (name, value))
 
 
-def run_program(program, x, y, first, stop, hyper, counter0):
+def run_program(program, x, y, first, stop, hyper, counter0, augment=None):
     """Train mini-batches first .. stop-1 of (x, y) in one compiled call.
 
     program: from compile_program;  x (n, n_in) float array of the plan's
@@ -203,7 +206,10 @@ def run_program(program, x, y, first, stop, hyper, counter0):
     trained on targets, (n, n_out) floats of the plan's dtype;  0 <= first
     <= stop <= n // mini_batch_size;  hyper: the optimizer's hyper-parameters
     by name (finite reals);  counter0 >= 0 the dropout counter of step
-    ``first`` (step i uses counter0 + i - first).  Every argument is checked
+    ``first`` (step i uses counter0 + i - first);  augment: None or (table,
+    seed) -- fastnet.augment's table and a seed in [0, 2**64): each step
+    trains on its rows distorted as ``augment(rows, table, seed, counter,
+    out)`` would (784-wide rows only).  Every argument is checked
     here, before the compiled loop runs; a bad one raises ValueError naming it.
     """
     import math
@@ -262,6 +268,20 @@ def run_program(program, x, y, first, stop, hyper, counter0):
     yb = y[first * program.mbs:stop * program.mbs]
     if labels and yb.size and (int(yb.min()) < 0 or int(yb.max()) >= program.n_classes):
         raise ValueError("run_program: y has labels outside [0, %d)" % program.n_classes)
+    aug = ()
+    if augment is not None:
+        from ..augment import check_table, PIXELS
+        from .reference import _u64_arg
+        if not isinstance(augment, tuple) or len(augment) != 2:
+            raise ValueError("run_program: augment must be None or (table, seed), got %r"
+                             % (augment,))
+        table = check_table(augment[0], "run_program")
+        seed = _u64_arg("run_program", "augment seed", augment[1])
+        if program.n_in != PIXELS:
+            raise ValueError("run_program: augment needs 784-wide rows (28 x 28 images); "
+                             "the program takes %d" % program.n_in)
+        if table.shape[0]:
+            aug = (table, seed)
     if program.n_threads != get_num_threads():
         program._build()
-    return program._c.run(x, y, first, stop, values, counter0)
+    return program._c.run(x, y, first, stop, values, counter0, *aug)

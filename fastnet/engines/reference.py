@@ -475,3 +475,141 @@ def keras_adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon,
     m += (grad - m) * f(1.0 - beta_1)
     v += (np.square(grad) - v) * f(1.0 - beta_2)
     param -= (m * f(alpha)) / (np.sqrt(v) + f(epsilon))
+
+
+# ---------------------------------------------------------------------------
+# augmentation: the transforms of fastnet/augment.py, on 28 x 28 images
+# ---------------------------------------------------------------------------
+def _aug_hash(a, b):
+    """splitmix64's finaliser of a + (b + 1) * golden (mod 2^64), elementwise
+    on uint64 arrays: the counter-based hash every augmentation draw uses."""
+    z = a + (b + np.uint64(1)) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def augment_uniforms(seed, k, counter, n_rows, n_draws):
+    """The uniform numbers in [0, 1) (53 bits) transform ``k`` of a table
+    draws for the rows of training step ``counter``: (n_rows, n_draws).
+
+    op = hash(seed, k);  sample = hash(op, counter * n_rows + row);
+    u[row, j] = (hash(sample, j) >> 11) * 2^-53.
+    """
+    u64 = np.uint64
+    op = _aug_hash(np.array([seed], u64), np.array([k], u64))
+    keys = np.array([counter], u64) * u64(n_rows) + np.arange(n_rows, dtype=u64)
+    sample = _aug_hash(op, keys)
+    bits = _aug_hash(sample[:, None], np.arange(n_draws, dtype=u64)[None, :])
+    return (bits >> u64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def _aug_bilinear(img, src_r, src_c):
+    """img (N, 28, 28) float64 sampled at (src_r, src_c) (N, 28, 28):
+    bilinear, zeros outside the image; an integral position gives its pixel
+    as it is."""
+    n, side = img.shape[0], img.shape[1]
+    padded = np.zeros((n, side + 2, side + 2))
+    padded[:, 1:-1, 1:-1] = img
+    inside = (src_r > -1.0) & (src_r < side) & (src_c > -1.0) & (src_c < side)
+    r = np.where(inside, src_r, 0.0)
+    c = np.where(inside, src_c, 0.0)
+    r0 = np.floor(r)
+    c0 = np.floor(c)
+    fy = r - r0
+    fx = c - c0
+    i = r0.astype(np.intp) + 1
+    j = c0.astype(np.intp) + 1
+    b = np.arange(n)[:, None, None]
+    p00, p01 = padded[b, i, j], padded[b, i, j + 1]
+    p10, p11 = padded[b, i + 1, j], padded[b, i + 1, j + 1]
+    v = (1.0 - fy) * ((1.0 - fx) * p00 + fx * p01) + fy * ((1.0 - fx) * p10 + fx * p11)
+    v = np.where((fy == 0.0) & (fx == 0.0), p00, v)
+    return np.where(inside, v, 0.0)
+
+
+def _aug_smooth(field, w):
+    """The Gaussian smoothing of fields (N, 28, 28) along axis 1 then axis
+    2, zeros beyond the image: out = w[0] a[i] + sum_j w[j] (a[i-j] + a[i+j])."""
+    out = field
+    for axis in (1, 2):
+        a = np.moveaxis(out, axis, -1)
+        side = a.shape[-1]
+        pad = np.zeros(a.shape[:-1] + (side + 2 * side,))
+        pad[..., side:2 * side] = a
+        acc = w[0] * a
+        for j in range(1, len(w)):
+            acc = acc + w[j] * (pad[..., side - j:2 * side - j] + pad[..., side + j:2 * side + j])
+        out = np.moveaxis(acc, -1, axis)
+    return out
+
+
+def augment(x, table, seed, counter, out):
+    """out = the rows of x distorted by the transforms of ``table`` (see
+    fastnet/augment.py), with the random numbers of training step
+    ``counter`` of a network whose augment seed is ``seed``.
+
+    x (N, 784)  IN;  table float64 (n, augment.TABLE_WIDTH)  IN;
+    seed, counter integers in [0, 2^64);  out (N, 784)  OUT (not x)
+    Each image is carried in float64 through the transforms in order and
+    rounded to out's dtype at the end.
+    """
+    from .. import augment as aug
+    table = aug.check_table(table, "augment")
+    if x.ndim != 2 or x.shape[1] != aug.PIXELS or out.shape != x.shape:
+        raise ValueError("augment: x and out must be (N, %d), got %s and %s"
+                         % (aug.PIXELS, x.shape, out.shape))
+    seed, counter = _u64_arg("augment", "seed", seed), _u64_arg("augment", "counter", counter)
+    n, side = x.shape[0], aug.SIDE
+    img = x.reshape(n, side, side).astype(np.float64)
+    grid = np.arange(side, dtype=np.float64)
+    rows = np.broadcast_to(grid[:, None], (side, side))
+    cols = np.broadcast_to(grid[None, :], (side, side))
+    for k, op in enumerate(table):
+        kind = int(op[0])
+        u = augment_uniforms(seed, k, counter, n, aug.DRAWS[kind])
+        if kind == aug.SHIFT:
+            from ..expand import shifted
+            m = int(op[1])
+            d = np.floor(u * (2 * m + 1)).astype(np.intp) - m
+            new = np.empty_like(img)
+            for i in range(n):
+                new[i] = shifted(img[i].reshape(1, -1), int(d[i, 0]), int(d[i, 1]),
+                                 side).reshape(side, side)
+            img = new
+        elif kind == aug.AFFINE:
+            centre = (side - 1) / 2.0
+            src_r = np.empty_like(img)
+            src_c = np.empty_like(img)
+            dr, dc = rows - centre, cols - centre
+            for i in range(n):
+                t = op[1] * (2.0 * u[i, 0] - 1.0)
+                k_ = op[2] * (2.0 * u[i, 1] - 1.0)
+                s = 1.0 + op[3] * (2.0 * u[i, 2] - 1.0)
+                co, si = math.cos(t), math.sin(t)
+                a00, a01 = (co - si * k_) / s, -si / s
+                a10, a11 = (si + co * k_) / s, co / s
+                src_r[i] = centre + (a00 * dr + a01 * dc)
+                src_c[i] = centre + (a10 * dr + a11 * dc)
+            img = _aug_bilinear(img, src_r, src_c)
+        elif kind == aug.ELASTIC:
+            w = op[aug.TAPS0:aug.TAPS0 + int(op[3])]
+            noise = 2.0 * u - 1.0
+            dy = op[1] * _aug_smooth(noise[:, :aug.PIXELS].reshape(n, side, side), w)
+            dx = op[1] * _aug_smooth(noise[:, aug.PIXELS:].reshape(n, side, side), w)
+            img = _aug_bilinear(img, rows + dy, cols + dx)
+    out[...] = img.reshape(n, aug.PIXELS)
+
+
+def _u64_arg(fn, name, v):
+    import operator
+    if isinstance(v, (bool, np.bool_)):
+        raise ValueError("%s: %s must be an integer in [0, 2**64), got %r" % (fn, name, v))
+    try:
+        k = operator.index(v)
+    except TypeError:
+        raise ValueError("%s: %s must be an integer in [0, 2**64), got %r"
+                         % (fn, name, v)) from None
+    if not 0 <= k < 1 << 64:
+        raise ValueError("%s: %s must be in [0, 2**64), got %d" % (fn, name, k))
+    return k
