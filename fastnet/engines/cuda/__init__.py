@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 from numba import config, cuda
 
+from . import augment as _augment
 from . import common, conv, dense, device, pool, softmax, update
 from .common import ACTIVATIONS, SIMULATOR
 from .device import DeviceMemoryError  # noqa: F401  (part of the engine's surface)
@@ -147,6 +148,7 @@ def kernel_signatures(dtype):
     table.update(update.signatures(name_))
     table.update(update.optimizer_signatures(name_))
     table.update(dense.bits_signatures())
+    table.update(_augment.signatures(name_))
     return table
 
 
@@ -734,6 +736,72 @@ def sum_of_squares(w):
     return DeviceScalar(ring, slot, generation)
 
 
+# ---------------------------------------------------------------------------
+# augmentation
+# ---------------------------------------------------------------------------
+def _augment_table(tab):
+    """The transform table on the device: copied once per distinct table
+    (SGD passes the same one every step), then reused."""
+    key = ("augment_table", tab.tobytes())
+    d = _S.plans.get(key)
+    if d is None:
+        d = _S.plans[key] = cuda.to_device(tab, stream=_S.stream)
+    return d
+
+
+def augment(x, table, seed, counter, out):
+    """out = the rows of x (N, 784) distorted by the transforms of ``table``
+    (fastnet/augment.py's table()), with the random numbers of training step
+    ``counter`` of a network whose augment seed is ``seed``: one launch, a
+    block per sample.  See reference.augment (float64 results agree to about
+    1e-15 on a GPU, bitwise under the simulator; augment.py says why)."""
+    from ...augment import PIXELS, check_table
+    from ..reference import _u64_arg
+    f = "augment"
+    tab = check_table(table, f)
+    seed = _u64_arg(f, "seed", seed)
+    counter = _u64_arg(f, "counter", counter)
+    key = ("augment", tuple(x.shape), x.dtype, type(x))
+    k = _S.plans.get(key)
+    if k is None:
+        _check_arrays(f, None, x=x)
+        if x.dtype not in (np.float32, np.float64):
+            raise ValueError("%s: x must be float32 or float64, got %s" % (f, x.dtype))
+        _check_arrays(f, x.dtype, out=out)
+        if len(x.shape) != 2 or x.shape[1] != PIXELS:
+            raise ValueError("%s: x has shape %s; expected (N, %d): 28 x 28 images"
+                             % (f, tuple(x.shape), PIXELS))
+        ks = _kernels(x.dtype)
+        if "augment" not in ks:     # compiled on first use, not at engine init
+            ks.update(_compile_table(_augment.signatures(x.dtype.name)))
+        grid, block = _augment.config(max(1, x.shape[0]))
+        k = _S.plans[key] = _configure(ks["augment"], grid, block)
+    _check_arrays(f, x.dtype, out=out)
+    _check_shape(f, "out", out, x.shape)
+    N = x.shape[0]
+    if N and _overlap(x, out):
+        raise ValueError("%s: out must not overlap x" % f)
+    d_tab = _augment_table(tab)
+    if N == 0:
+        return
+    _S.launches += 1
+    args = (x, out, d_tab, np.uint64(seed), np.uint64(counter))
+    if SIMULATOR:
+        with _quiet_simulator():
+            k(*args)
+    else:
+        k(*args)
+
+
+def _overlap(a, b):
+    """True when device arrays a and b share bytes."""
+    # (the simulator's arrays are host arrays: their __array_interface__)
+    name_ = "__array_interface__" if SIMULATOR else "__cuda_array_interface__"
+    pa = getattr(a, name_)["data"][0]
+    pb = getattr(b, name_)["data"][0]
+    return pa < pb + b.nbytes and pb < pa + a.nbytes
+
+
 __all__ = [
     "name", "device_resident", "init", "available", "info", "launch_count", "DeviceScalar",
     "DeviceMemoryError", "empty", "to_device", "to_host", "synchronize",
@@ -741,5 +809,6 @@ __all__ = [
     "dense_forward", "dense_backward", "dropout_bits", "keep_threshold",
     "dropout_forward", "dropout_backward", "softmax_forward", "softmax_nll",
     "softmax_argmax", "sigmoid_bce", "mse_loss", "sgd_update", "sum_of_squares",
+    "augment",
 ] + sorted(update.OPTIMIZERS)
 
