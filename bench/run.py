@@ -53,8 +53,9 @@ ENGINES = {
 DEFAULT_ENGINES = ["fastnet", "torch-eager", "torch-compile", "jax-jit", "jax-scan",
                    "network3-pytensor", "fastnet-keras", "keras-jax", "keras-torch",
                    "keras-torch-eager"]
-# engines whose compile takes tens of seconds: --smoke leaves them out unless named
-SLOW_COMPILE = ["torch-compile", "keras-torch"]
+# engines whose import and compile take tens of seconds: --smoke leaves them
+# out unless named (the Keras 3 engines would double its time)
+SMOKE_LEAVES_OUT = ["torch-compile", "keras-jax", "keras-torch", "keras-torch-eager"]
 # engines that cannot train on a GPU at all: why (--device cuda skips them
 # without starting them)
 CPU_ONLY = {
@@ -735,10 +736,11 @@ def main(argv=None):
         if args.samples is None:
             args.samples = 2 * max(mbs_list or [128])
         if not args.engines:
-            for name in SLOW_COMPILE:
+            for name in SMOKE_LEAVES_OUT:
                 engines.remove(name)
-            notes.append("--smoke leaves out %s (their compile takes tens of seconds); "
-                         "name them in --engines to include them" % " and ".join(SLOW_COMPILE))
+            notes.append("--smoke leaves out %s (their imports and compiles take tens of "
+                         "seconds); name them in --engines to include them"
+                         % ", ".join(SMOKE_LEAVES_OUT))
     cases = workloads.cases(names, mbs_list, args.device)
     if not cases:
         print("no network / mini-batch size matches")
