@@ -2,6 +2,7 @@
 
     python bench/engine_fastnet.py --network conv2_relu --mbs 10 [--variant reference]
     python bench/engine_fastnet.py --network conv2_relu --mbs 10 --device cuda
+    python bench/engine_fastnet.py --network keras_mnist --mbs 128 --variant keras
 
 ``Network(layers, mbs, engine=...)`` with ``engine="cpu"`` (the compiled
 engine, the default) or ``engine="reference"`` (the NumPy oracle), or with
@@ -12,9 +13,20 @@ with ``layer.w.set_value``; one repetition epoch is one
 ``net.SGD((x, y), 1, mbs, eta, (vx, vy), (tx, ty), lmbda=...)`` call whose
 validation and test sets are a single mini-batch, with SGD's log lines sent to
 /dev/null.  The whole call is timed, so its per-call work (data checks, one
-validation and one test mini-batch) counts against fastnet.
+validation and one test mini-batch) counts against fastnet.  A network whose
+optimizer is Keras's RMSprop (workloads.optimizer) passes
+``optimizer=fastnet.keras.optimizers.RMSprop(learning_rate, rho, epsilon)``
+(the same object every call, so its state carries on, as in one long run).
+
+``--variant keras`` (engine ``fastnet-keras``) trains the dense networks
+through ``fastnet.keras`` instead, as a Keras user would: ``Sequential`` of
+``Dense`` layers, ``set_weights``, ``compile(optimizer, loss, metrics=
+['accuracy'])``, and one repetition epoch is one ``model.fit(x, y,
+batch_size=mbs, epochs=1, shuffle=False, verbose=0)`` call, so the front
+end's per-batch work (fastnet.keras steps with ``Network.train_batch``) shows.
 """
 
+import argparse
 import contextlib
 import io
 import os
@@ -126,13 +138,15 @@ class FastnetEngine(object):
                                      % ("cuda" if self.device == "cuda" else args.variant,
                                         type(e).__name__, e))
         self.history = None
+        # None: net.SGD's own (network3's rule, eta and lmbda)
+        self.optimizer = fastnet_optimizer(workloads.optimizer(net))
         # sum of TrainingHistory.training_seconds (SGD's own training time)
         self.inner_seconds = 0.0
 
     def _sgd(self, x, y, lmbda):
         with contextlib.redirect_stdout(io.StringIO()):
             self.history = self.net.SGD((x, y), 1, self.mbs, self.eta, self.vxy, self.vxy,
-                                        lmbda=lmbda)
+                                        lmbda=lmbda, optimizer=self.optimizer)
         self.inner_seconds += float(getattr(self.history, "training_seconds", 0.0) or 0.0)
 
     def check(self, steps):
@@ -150,6 +164,7 @@ class FastnetEngine(object):
     def info(self):
         out = {"fastnet": getattr(self.fastnet, "__version__", "?"),
                "engine": self.net.engine.name, "device": self.device,
+               "optimizer": repr(self.optimizer) if self.optimizer else "network3 SGD",
                "path": os.path.dirname(self.fastnet.__file__)}
         if self.device == "cuda":
             dev = self.net.engine.info()
@@ -160,13 +175,104 @@ class FastnetEngine(object):
         return out
 
 
+def fastnet_optimizer(opt):
+    """The optimizer object net.SGD / compile gets for a workloads.optimizer
+    spec; None for network3's SGD (net.SGD's default, eta and lmbda)."""
+    if opt["name"] == "network3_sgd":
+        return None
+    if opt["name"] == "keras_rmsprop":
+        from fastnet.keras.optimizers import RMSprop
+        return RMSprop(learning_rate=opt["lr"], rho=opt["rho"], epsilon=opt["epsilon"])
+    raise harness.SkipEngine("fastnet engine: no optimizer %r" % opt["name"])
+
+
+class FastnetKerasEngine(object):
+    """fastnet through fastnet.keras (Sequential, compile, fit)."""
+
+    name = "fastnet-keras"
+
+    def __init__(self, args, net, x, y, params0, eta, l2):
+        if args.device != "cpu":
+            raise harness.SkipEngine("fastnet-keras is benched on the CPU only")
+        if not workloads.dense_only(net):
+            raise harness.SkipEngine("fastnet.keras has Dense layers only; %s is not a "
+                                     "stack of dense layers without dropout" % net)
+        opt = workloads.optimizer(net)
+        if opt["name"] == "network3_sgd" and opt["lmbda"]:
+            raise harness.SkipEngine("network3's L2 term (lmbda %g) is not a Keras "
+                                     "optimizer's" % opt["lmbda"])
+        t0 = time.perf_counter()
+        try:
+            fastnet = import_fastnet()
+            from fastnet.keras import layers as klayers, models, optimizers
+        except Exception as e:  # noqa: BLE001
+            raise harness.SkipEngine("fastnet.keras does not import (%s: %s)"
+                                     % (type(e).__name__, e))
+        harness.IMPORT_S["s"] = time.perf_counter() - t0
+        self.fastnet = fastnet
+        self.mbs = args.mbs
+        specs = workloads.layers(net, args.mbs)
+        model = models.Sequential()
+        for i, spec in enumerate(specs):
+            act = "softmax" if spec["kind"] == "softmax" else spec["act"]
+            kw = {"input_shape": (spec["n_in"],)} if i == 0 else {}
+            model.add(klayers.Dense(spec["n_out"], activation=act, **kw))
+        model.set_weights([a for wb in params0 for a in wb])
+        if opt["name"] == "network3_sgd":      # lmbda 0: plain SGD
+            kopt = optimizers.SGD(learning_rate=opt["lr"])
+        else:
+            kopt = fastnet_optimizer(opt)
+        self.loss = workloads.keras_loss(net)
+        try:
+            model.compile(optimizer=kopt, loss=self.loss, metrics=["accuracy"])
+        except Exception as e:  # noqa: BLE001 -- e.g. the compiled engine is not built
+            raise harness.SkipEngine("fastnet.keras cannot compile the model (%s: %s)"
+                                     % (type(e).__name__, e))
+        self.model, self.optimizer = model, kopt
+        self.x = x
+        self.y = keras_targets(y, self.loss)
+
+    def _fit(self, n):
+        self.model.fit(self.x[:n], self.y[:n], batch_size=self.mbs, epochs=1,
+                       shuffle=False, verbose=0)
+
+    def check(self, steps):
+        self._fit(steps * self.mbs)
+
+    def epoch(self):
+        self._fit(self.x.shape[0])
+
+    def params(self):
+        w = self.model.get_weights()
+        return [(np.asarray(w[i]), np.asarray(w[i + 1])) for i in range(0, len(w), 2)]
+
+    def info(self):
+        net = self.model._net
+        return {"fastnet": getattr(self.fastnet, "__version__", "?"),
+                "engine": net.engine.name if net is not None else "?",
+                "optimizer": repr(self.optimizer), "loss": self.loss,
+                "path": os.path.dirname(self.fastnet.__file__)}
+
+
+def keras_targets(y, loss):
+    """Integer labels as a Keras loss takes them (one-hot float32 rows for
+    categorical_crossentropy)."""
+    if loss == "categorical_crossentropy":
+        return np.eye(10, dtype=np.float32)[y]
+    return y
+
+
 def _act_name(name):
     return {"relu": "ReLU"}.get(name, name)
 
 
 def main(argv=None):
-    return harness.main(FastnetEngine, argv, extra=[("--variant", dict(
-        choices=("cpu", "reference"), default="cpu"))])
+    extra = [("--variant", dict(choices=("cpu", "reference", "keras"), default="cpu"))]
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--variant", default="cpu")
+    known, _ = pre.parse_known_args(argv)
+    cls = FastnetKerasEngine if known.variant == "keras" else FastnetEngine
+    return harness.main(cls, argv, extra=extra)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ and the default matmul precision set to "highest" (float32, no TF32).
 Same mathematics as network3: conv (cross-correlation on flipped kernels, the
 same function as Theano's true convolution), max-pool 2x2, bias, activation;
 dropout masks on FC/softmax inputs; mean NLL + 0.5*lmbda*sum ||w||^2 /
-num_training_batches; plain SGD; mini-batches in order.  Thread settings come
+num_training_batches; plain SGD; mini-batches in order.  A network whose
+optimizer is Keras's RMSprop (workloads.optimizer) gets Keras's update,
+v = rho*v + (1-rho)*g^2; p -= lr*g / sqrt(v + eps), inside the same jitted
+step / scan, the velocities carried with the parameters.  Thread settings come
 from XLA_FLAGS (--xla_cpu_multi_thread_eigen, intra_op_parallelism_threads),
 which bench/run.py sets, and the CPU affinity it gives the process.
 """
@@ -78,7 +81,12 @@ class JaxEngine(object):
         self.x = jax.device_put(x[:nb * mbs])
         self.y = jax.device_put(y[:nb * mbs])
         self.key = jax.random.PRNGKey(args.seed)
-        self.p = self._load(params0)
+        self.opt = workloads.optimizer(net)
+        self.rmsprop = self.opt["name"] == "keras_rmsprop"
+        p0 = self._load(params0)
+        # the carry: the parameters, then the optimizer's state (Keras
+        # RMSprop: one velocity per parameter, from 0)
+        self.p = (p0, tuple(jnp.zeros_like(a) for a in p0) if self.rmsprop else ())
         self.step_count = 0
 
         step = jax.jit(self._indexed_step, donate_argnums=0)
@@ -134,12 +142,21 @@ class JaxEngine(object):
             h = self._act(z, spec["act"]) if spec["kind"] == "fc" else z
         logp = jax.nn.log_softmax(h, axis=1)
         nll = -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+        if self.rmsprop:
+            return nll
         l2 = sum(jnp.sum(w * w) for w in p[0::2])
         return nll + 0.5 * self.l2 * l2
 
-    def _sgd(self, p, xb, yb, key):
+    def _sgd(self, carry, xb, yb, key):
+        """One step of the network's optimizer: (params, state) -> new ones."""
+        p, state = carry
         g = self.jax.grad(self._cost)(p, xb, yb, key)
-        return tuple(a - self.eta * ga for a, ga in zip(p, g))
+        if not self.rmsprop:
+            return tuple(a - self.eta * ga for a, ga in zip(p, g)), state
+        rho, eps, jnp = self.opt["rho"], self.opt["epsilon"], self.jnp
+        v = tuple(rho * va + (1.0 - rho) * jnp.square(ga) for va, ga in zip(state, g))
+        p = tuple(a - self.eta * ga / jnp.sqrt(va + eps) for a, ga, va in zip(p, g, v))
+        return p, v
 
     def _indexed_step(self, p, x, y, key, i, t):
         """SGD on mini-batch i; t (the global step) draws the dropout masks."""
@@ -178,17 +195,19 @@ class JaxEngine(object):
 
     def params(self):
         out = []
-        for spec, i in zip(self.specs, range(0, len(self.p), 2)):
-            w = np.asarray(self.p[i])
+        p = self.p[0]
+        for spec, i in zip(self.specs, range(0, len(p), 2)):
+            w = np.asarray(p[i])
             if spec["kind"] == "conv":
                 w = workloads.flip(w)
-            out.append((np.array(w), np.array(self.p[i + 1])))
+            out.append((np.array(w), np.array(p[i + 1])))
         return out
 
     def info(self):
         import jaxlib
         out = {"jax": self.jax.__version__, "jaxlib": jaxlib.__version__,
                "variant": self.variant, "device": self.device,
+               "optimizer": self.opt["name"],
                "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
         if self.device == "cuda":
             out.update(gpu=self.gpu.device_kind, matmul_precision="highest")

@@ -33,6 +33,10 @@ class PyTensorEngine(object):
     name = "network3-pytensor"
 
     def __init__(self, args, net, x, y, params0, eta, l2):
+        opt = workloads.optimizer(net)
+        if opt["name"] != "network3_sgd":
+            raise harness.SkipEngine("network3 trains with its own SGD only; %s's optimizer "
+                                     "is %s" % (net, opt["name"]))
         flags = ["floatX=float32"]
         if args.threads > 1 and not args.no_openmp:
             flags.append("openmp=True")

@@ -12,7 +12,11 @@ torch.cuda.synchronize().
 Same mathematics as network3: conv (cross-correlation on flipped kernels, so
 the same function as Theano's true convolution), max-pool 2x2, bias, then the
 activation; dropout masks on FC/softmax inputs; mean NLL; plain SGD with
-network3's L2 (lmbda / num_training_batches on weights only).
+network3's L2 (lmbda / num_training_batches on weights only).  A network
+whose optimizer is Keras's RMSprop (workloads.optimizer) gets Keras's update,
+written here with torch's foreach ops (torch.optim.RMSprop puts eps outside
+the root): v = rho*v + (1-rho)*g^2; p -= lr*g / sqrt(v + eps), every
+parameter; under torch.compile the same update is inside the compiled step.
 """
 
 import os
@@ -80,9 +84,16 @@ class TorchEngine(object):
         self.x = torch.from_numpy(x).to(self.dev)
         self.y = torch.from_numpy(y.astype(np.int64)).to(self.dev)
         self.nb = x.shape[0] // args.mbs
+        self.opt = workloads.optimizer(net)
         self._load(params0)
+        rmsprop = self.opt["name"] == "keras_rmsprop"
+        # Keras's RMSprop state: one velocity per parameter, from 0
+        self.v = [torch.zeros_like(a, requires_grad=False) for a in self.p] if rmsprop else []
         if self.variant == "compile":
-            self._step = torch.compile(self._functional_step, fullgraph=True)
+            self._step = torch.compile(self._functional_rmsprop_step if rmsprop
+                                       else self._functional_step, fullgraph=True)
+        elif rmsprop:
+            self._step = self._eager_rmsprop_step
         else:
             self._opt = torch.optim.SGD(
                 [{"params": self.p[0::2], "weight_decay": self.l2},
@@ -140,6 +151,29 @@ class TorchEngine(object):
         loss.backward()
         self._opt.step()
 
+    def _keras_rmsprop(self, p, v, grads):
+        """Keras's RMSprop update of p and v in place (foreach ops)."""
+        torch = self.torch
+        rho, eps = self.opt["rho"], self.opt["epsilon"]
+        torch._foreach_mul_(v, rho)
+        torch._foreach_addcmul_(v, grads, grads, value=1.0 - rho)
+        denom = torch._foreach_add(v, eps)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_addcdiv_(p, grads, denom, value=-self.eta)
+
+    def _eager_rmsprop_step(self, xb, yb):
+        for a in self.p:
+            a.grad = None
+        loss = self._nll(self.p, xb, yb)
+        loss.backward()
+        with self.torch.no_grad():
+            self._keras_rmsprop(self.p, self.v, [a.grad for a in self.p])
+
+    def _functional_rmsprop_step(self, p, v, xb, yb):
+        grads = self.torch.func.grad(lambda p: self._nll(p, xb, yb))(p)
+        with self.torch.no_grad():
+            self._keras_rmsprop(p, v, list(grads))
+
     def _functional_step(self, p, xb, yb):
         torch = self.torch
 
@@ -154,7 +188,11 @@ class TorchEngine(object):
 
     def _run(self, nbatches):
         mbs = self.mbs
-        if self.variant == "compile":
+        if self.variant == "compile" and self.v:
+            for i in range(nbatches):
+                self._step(self.p, self.v, self.x[i * mbs:(i + 1) * mbs],
+                           self.y[i * mbs:(i + 1) * mbs])
+        elif self.variant == "compile":
             for i in range(nbatches):
                 self._step(self.p, self.x[i * mbs:(i + 1) * mbs],
                            self.y[i * mbs:(i + 1) * mbs])
@@ -183,6 +221,7 @@ class TorchEngine(object):
     def info(self):
         torch = self.torch
         out = {"torch": torch.__version__, "variant": self.variant,
+               "optimizer": self.opt["name"],
                "threads": torch.get_num_threads(), "device": str(self.dev)}
         if self.cuda:
             out.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda,

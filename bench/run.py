@@ -45,14 +45,26 @@ ENGINES = {
     "jax-jit": ("engine_jax.py", ["--variant", "jit"], "self"),
     "jax-scan": ("engine_jax.py", ["--variant", "scan"], "self"),
     "network3-pytensor": ("engine_pytensor.py", [], "pytensor"),
+    "fastnet-keras": ("engine_fastnet.py", ["--variant", "keras"], "self"),
+    "keras-jax": ("engine_keras.py", ["--variant", "jax"], "self"),
+    "keras-torch": ("engine_keras.py", ["--variant", "torch"], "self"),
+    "keras-torch-eager": ("engine_keras.py", ["--variant", "torch-eager"], "self"),
 }
 DEFAULT_ENGINES = ["fastnet", "torch-eager", "torch-compile", "jax-jit", "jax-scan",
-                   "network3-pytensor"]
+                   "network3-pytensor", "fastnet-keras", "keras-jax", "keras-torch",
+                   "keras-torch-eager"]
+# engines whose import and compile take tens of seconds: --smoke leaves them
+# out unless named (the Keras 3 engines would double its time)
+SMOKE_LEAVES_OUT = ["torch-compile", "keras-jax", "keras-torch", "keras-torch-eager"]
 # engines that cannot train on a GPU at all: why (--device cuda skips them
 # without starting them)
 CPU_ONLY = {
     "fastnet-reference": "fastnet's NumPy reference engine runs on the CPU only",
     "network3-pytensor": "network3's engine here is PyTensor 2.8.11's C ops, CPU only",
+    "fastnet-keras": "the bench runs fastnet.keras on the CPU only",
+    "keras-jax": "the bench runs Keras on the CPU only",
+    "keras-torch": "the bench runs Keras on the CPU only",
+    "keras-torch-eager": "the bench runs Keras on the CPU only",
 }
 FASTNET = "fastnet"
 # whose parameters after the check steps the others are compared with, first found
@@ -756,9 +768,11 @@ def main(argv=None):
         if args.samples is None:
             args.samples = 2 * max(mbs_list or [128])
         if not args.engines:
-            engines.remove("torch-compile")
-            notes.append("--smoke leaves out torch-compile (its compile takes tens "
-                         "of seconds); name it in --engines to include it")
+            for name in SMOKE_LEAVES_OUT:
+                engines.remove(name)
+            notes.append("--smoke leaves out %s (their imports and compiles take tens of "
+                         "seconds); name them in --engines to include them"
+                         % ", ".join(SMOKE_LEAVES_OUT))
     cases = workloads.cases(names, mbs_list, args.device)
     if not cases:
         print("no network / mini-batch size matches")

@@ -10,6 +10,20 @@ Layer specs are plain dicts:
    "pool": (ph, pw), "act": "relu" | "sigmoid" | ...}
   {"kind": "fc", "n_in": I, "n_out": O, "act": ..., "p_dropout": p}
   {"kind": "softmax", "n_in": I, "n_out": K, "p_dropout": p}
+
+A network's optimizer is part of its spec (``optimizer(name)``):
+  "network3_sgd"   network3's SGD (the default): w -= eta * (grad + l2 * w),
+                   b -= eta * grad, l2 = lmbda / num_training_batches; with
+                   lmbda = 0 it is plain SGD, p -= eta * grad on every
+                   parameter (torch.optim.SGD, keras.optimizers.SGD alike)
+  "keras_rmsprop"  Keras 3's RMSprop, learning rate eta:
+                   v = rho * v + (1 - rho) * g^2;  p -= eta * g / sqrt(v + epsilon)
+                   (epsilon INSIDE the root, no bias correction, v from 0, every
+                   parameter; torch.optim.RMSprop puts eps outside the root,
+                   so the torch and JAX engines write this update by hand)
+and so is its initialisation (``init``): "network3" (``init_params``'s
+docstring) or "glorot" (Keras's Dense defaults: glorot-uniform kernels,
+zero biases).
 """
 
 import numpy as np
@@ -54,6 +68,23 @@ def _fc(mbs):
     ]
 
 
+def _keras_mnist(mbs):
+    # seed 003, Chollet's first Keras example: Dense(512, relu) -> Dense(10, softmax)
+    return [
+        {"kind": "fc", "n_in": 784, "n_out": 512, "act": "relu", "p_dropout": 0.0},
+        {"kind": "softmax", "n_in": 512, "n_out": 10, "p_dropout": 0.0},
+    ]
+
+
+def _mlp_16(mbs):
+    # seed 001 (examples/seed001_mlp.py): 784-16-16-10 sigmoid, softmax + NLL
+    return [
+        {"kind": "fc", "n_in": 784, "n_out": 16, "act": "sigmoid", "p_dropout": 0.0},
+        {"kind": "fc", "n_in": 16, "n_out": 16, "act": "sigmoid", "p_dropout": 0.0},
+        {"kind": "softmax", "n_in": 16, "n_out": 10, "p_dropout": 0.0},
+    ]
+
+
 NETWORKS["conv2_relu"] = dict(build=_conv2_relu, eta=0.03, lmbda=0.1,
                               mbs=(10, 128), samples=2560,
                               cuda_mbs=(10, 128), cuda_samples=12800,
@@ -66,6 +97,22 @@ NETWORKS["fc"] = dict(build=_fc, eta=0.1, lmbda=0.0,
                       mbs=(10, 128), samples=12800,
                       cuda_mbs=(10, 128), cuda_samples=12800,
                       title="FC 784-100 sigmoid, softmax")
+# Keras's RMSprop defaults: learning_rate (eta) 1e-3, rho 0.9, epsilon 1e-7;
+# the loss Keras's example compiles with (one-hot targets)
+NETWORKS["keras_mnist"] = dict(build=_keras_mnist, eta=1e-3, lmbda=0.0,
+                               mbs=(128,), samples=12800,
+                               cuda_mbs=(128,), cuda_samples=12800,
+                               optimizer={"name": "keras_rmsprop", "rho": 0.9,
+                                          "epsilon": 1e-7},
+                               init="glorot", keras_loss="categorical_crossentropy",
+                               title="Dense 512 ReLU, softmax; Keras RMSprop (seed 003)")
+# examples/seed001_mlp.py: mini-batch 10, eta 0.5, no L2 (plain SGD)
+NETWORKS["mlp_16"] = dict(build=_mlp_16, eta=0.5, lmbda=0.0,
+                          mbs=(10,), samples=12800,
+                          cuda_mbs=(10,), cuda_samples=12800,
+                          title="FC 784-16-16 sigmoid, softmax; SGD (seed 001)")
+
+OPTIMIZERS = ("network3_sgd", "keras_rmsprop")
 
 
 def cases(names=None, mbs_list=None, device="cpu"):
@@ -102,6 +149,33 @@ def hyper(name):
     return spec["eta"], spec["lmbda"]
 
 
+def optimizer(name):
+    """The optimizer of network ``name``: a dict with "name" (one of
+    OPTIMIZERS), "lr" (= eta) and its own hyper-parameters ("lmbda" for
+    network3_sgd; "rho", "epsilon" for keras_rmsprop)."""
+    spec = NETWORKS[name]
+    opt = dict(spec.get("optimizer") or {"name": "network3_sgd"})
+    opt["lr"] = spec["eta"]
+    if opt["name"] == "network3_sgd":
+        opt["lmbda"] = spec["lmbda"]
+    elif spec["lmbda"]:
+        raise ValueError("network %r: lmbda is network3's L2 term, not %s's" % (name, opt["name"]))
+    return opt
+
+
+def keras_loss(name):
+    """The loss a Keras-style front end compiles network ``name`` with
+    (softmax + NLL on integer labels unless the spec says otherwise)."""
+    return NETWORKS[name].get("keras_loss", "sparse_categorical_crossentropy")
+
+
+def dense_only(name):
+    """True when the network is a stack of dense layers without dropout
+    (what a Keras Sequential of Dense layers expresses)."""
+    return all(l["kind"] in ("fc", "softmax") and not l.get("p_dropout")
+               for l in layers(name, 1))
+
+
 def has_dropout(name):
     return any(l.get("p_dropout", 0.0) > 0 for l in layers(name, 1))
 
@@ -120,7 +194,10 @@ def make_data(n, seed=1234):
 
 
 def init_params(name, seed=0):
-    """network3's initialisation, layer by layer, w then b (float32).
+    """The network's initialisation, layer by layer, w then b (float32).
+
+    "glorot" (the network's ``init``): w ~ U(-r, r), r = sqrt(6 / (n_in + n_out)),
+    b = 0 for every layer (Keras's Dense defaults).  Otherwise network3's:
 
     conv: w ~ N(0, sqrt(1/n_out)), n_out = F*KH*KW // (ph*pw); b ~ N(0, 1)
     fc:   w ~ N(0, sqrt(1/n_out)) of shape (n_in, n_out);    b ~ N(0, 1)
@@ -131,8 +208,15 @@ def init_params(name, seed=0):
     """
     rng = np.random.RandomState(seed)
     out = []
+    glorot = NETWORKS[name].get("init", "network3") == "glorot"
     for spec in layers(name, 1):
-        if spec["kind"] == "conv":
+        if glorot:
+            if spec["kind"] == "conv":
+                raise ValueError("network %r: glorot init is for dense layers" % name)
+            r = np.sqrt(6.0 / (spec["n_in"] + spec["n_out"]))
+            w = rng.uniform(-r, r, size=(spec["n_in"], spec["n_out"]))
+            b = np.zeros((spec["n_out"],))
+        elif spec["kind"] == "conv":
             F, C, KH, KW = spec["filter"]
             ph, pw = spec["pool"]
             n_out = (F * KH * KW) // (ph * pw)
