@@ -112,7 +112,7 @@ def build_parser():
     p.add_argument("--smoke", action="store_true",
                    help="seconds-long run for CI: conv2_relu and fc (cuda: conv2_relu "
                         "and dropout) at mini-batch 10, 2 mini-batches per epoch, "
-                        "1 repeat, no torch-compile")
+                        "1 repeat, no torch-compile and no Keras 3 engines unless named")
     p.add_argument("--busy", type=int, default=0, metavar="N",
                    help="start N busy-loop processes (one CPU each, while True: pass) "
                         "for the duration of the cases, stopped after: every engine "
