@@ -177,7 +177,8 @@ class BuildExt(build_ext):
                   % " ".join(openmp) + "*" * 78 + "\n", file=sys.stderr)
         for ext in self.extensions:
             uses_openmp = ext.uses_openmp and have_openmp
-            flags = level_flags[ext.level] if ext.level is not None else []
+            # the probe: the baseline (a compiler may default to a higher one)
+            flags = level_flags[ext.level] if ext.level is not None else X86_LEVELS["x86_64"]
             ext.extra_compile_args = base + flags + (openmp if uses_openmp else [])
             ext.extra_link_args = link_openmp if uses_openmp else []
             if cc.compiler_type != "msvc":
