@@ -80,7 +80,13 @@ NATIVE = _flag("FASTNET_NATIVE")
 X86_LEVELS = {
     "x86_64": ["-march=x86-64"],      # SSE2: any x86-64 CPU
     "avx2": ["-march=x86-64-v3"],     # AVX2, FMA, BMI1/2, F16C (Haswell, Zen 1 and later)
-    "avx512": ["-march=x86-64-v4"],   # + AVX-512 F/BW/CD/DQ/VL (Skylake-X, Zen 4 and later)
+    # + AVX-512 F/BW/CD/DQ/VL (Skylake-X, Zen 4 and later).  256-bit vectors
+    # where the compiler vectorises on its own, as GCC's tuning for every
+    # AVX-512 Intel core does (-march=native here): with the generic tuning's
+    # 512-bit loops the conv nets trained 10-19 % slower (CPU time, 1 thread;
+    # README "Build options").  bcast_gemm.h and vec_activations.h choose
+    # their 512-bit intrinsics themselves.
+    "avx512": ["-march=x86-64-v4", "-mprefer-vector-width=256"],
 }
 # the probe of the CPU's levels: built once, for the baseline target
 PROBE = ("_isa", ["csrc/isa.pyx"])
