@@ -7,12 +7,25 @@ extension modules.  Commands that work:
     pip install -e .                        # development, editable
     python setup.py build_ext --inplace     # development, rebuild in the tree
 
+Instruction-set levels.  On x86-64 (GCC or Clang) every module of
+EXTENSIONS is compiled once per level of ISA_LEVELS, into
+fastnet/_cpu/<level>/: 'x86_64' (-march=x86-64, SSE2: any x86-64 CPU), 'avx2'
+(-march=x86-64-v3: AVX2 + FMA) and 'avx512' (-march=x86-64-v4: AVX-512).
+Cython runs once per module; the same C is compiled at each level, in
+parallel (one compiler process per core).  A small probe, fastnet._cpu._isa
+(csrc/isa.pyx, baseline target), tells at import which levels the CPU and its
+operating system support, and fastnet/_cpu/__init__.py loads the highest one
+(FASTNET_ISA forces a lower one).  So one wheel runs on any x86-64 CPU and
+uses its AVX-512 or AVX2 + FMA code where it can.  Elsewhere (ARM, MSVC) one
+level, 'generic', is built for the compiler's default target.
+
 Environment variables read at build time:
 
-    FASTNET_PORTABLE=1      do not add -march=native.  By default a source
-                            build is tuned for the CPU it is built on (AVX-512
-                            and FMA where present); set this when the build
-                            must run on other machines, e.g. to make a wheel.
+    FASTNET_NATIVE=1        build one level, 'native', with -march=native:
+                            tuned for the CPU it is built on, runs only on
+                            CPUs like it; a third of the build time (a
+                            development build: ``FASTNET_NATIVE=1 python
+                            setup.py build_ext --inplace -j 2``).
     FASTNET_DEBUG_CYTHON=1  turn Cython's boundscheck, wraparound and
                             initializedcheck back on, cdivision off, and build
                             with -O1 -g, for a sanitizer (ASan) or fuzzing job.
@@ -27,8 +40,11 @@ each of their sums is one multiply-add chain, the same wherever it is computed.
 Without OpenMP the build warns and the kernels run on one thread.
 """
 
+import filecmp
 import glob
 import os
+import platform
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -40,7 +56,8 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = "csrc"
 
-# name inside fastnet._cpu -> (sources, uses OpenMP)
+# name inside fastnet._cpu -> (sources, uses OpenMP); each is built at every
+# level of ISA_LEVELS, into fastnet/_cpu/<level>/
 EXTENSIONS = {
     "conv":    (["csrc/conv.pyx"], True),
     "pool":    (["csrc/pool.pyx"], True),
@@ -57,7 +74,35 @@ def _flag(name):
 
 
 DEBUG = _flag("FASTNET_DEBUG_CYTHON")
-PORTABLE = _flag("FASTNET_PORTABLE")
+NATIVE = _flag("FASTNET_NATIVE")
+
+# level (a folder of fastnet/_cpu, a name of FASTNET_ISA) -> compiler flags;
+# fastnet/_cpu/__init__.py knows these names and their order
+X86_LEVELS = {
+    "x86_64": ["-march=x86-64"],      # SSE2: any x86-64 CPU
+    "avx2": ["-march=x86-64-v3"],     # AVX2, FMA, BMI1/2, F16C (Haswell, Zen 1 and later)
+    # + AVX-512 F/BW/CD/DQ/VL (Skylake-X, Zen 4 and later).  256-bit vectors
+    # where the compiler vectorises on its own, as GCC's tuning for every
+    # AVX-512 Intel core does (-march=native here): with the generic tuning's
+    # 512-bit loops the conv nets trained 10-19 % slower (CPU time, 1 thread;
+    # README "Build options").  bcast_gemm.h and vec_activations.h choose
+    # their 512-bit intrinsics themselves.
+    "avx512": ["-march=x86-64-v4", "-mprefer-vector-width=256"],
+}
+# the probe of the CPU's levels: built once, for the baseline target
+PROBE = ("_isa", ["csrc/isa.pyx"])
+
+
+def _is_x86_64():
+    return platform.machine().lower() in ("x86_64", "amd64") and sys.platform != "win32"
+
+
+if NATIVE:
+    ISA_LEVELS = {"native": ["-march=native"]}
+elif _is_x86_64():
+    ISA_LEVELS = X86_LEVELS
+else:
+    ISA_LEVELS = {"generic": []}
 
 DIRECTIVES = {
     "language_level": 3,
@@ -95,7 +140,13 @@ def _compiles(compiler, flags, link_flags, code="int main(void) { return 0; }\n"
 
 
 class BuildExt(build_ext):
-    """Picks the compiler flags this compiler supports, then cythonizes."""
+    """Picks the compiler flags this compiler supports, cythonizes each module
+    once, and compiles it at every level of ISA_LEVELS (in parallel)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:  # `pip install .` passes no -j: one job per core
+            self.parallel = os.cpu_count() or 1
 
     def build_extensions(self):
         from Cython.Build import cythonize
@@ -103,16 +154,26 @@ class BuildExt(build_ext):
         cc = self.compiler
         if cc.compiler_type == "msvc":
             base, openmp, link_openmp = ["/O2"], ["/openmp"], []
-            native = []
+            level_flags = {level: [] for level in ISA_LEVELS}
         else:
             base = ["-O1", "-g"] if DEBUG else ["-O3"]
             base += ["-ffp-contract=off"]
             openmp, link_openmp = ["-fopenmp"], ["-fopenmp"]
-            native = [] if PORTABLE else ["-march=native"]
-        if native and not _compiles(cc, native, []):
-            print("fastnet: the compiler does not accept %s; building without it"
-                  % " ".join(native))
-            native = []
+            level_flags = dict(ISA_LEVELS)
+        for level, flags in level_flags.items():
+            if flags and not _compiles(cc, flags, []):
+                if level == "native":
+                    print("fastnet: the compiler does not accept %s; building without it"
+                          % " ".join(flags))
+                    level_flags[level] = []
+                    continue
+                # an old compiler without x86-64-v4 (GCC < 11): that level is
+                # left out, the loader picks among the others
+                print("fastnet: the compiler does not accept %s; level %r is not built"
+                      % (" ".join(flags), level), file=sys.stderr)
+                del level_flags[level]
+        self.extensions = [ext for ext in self.extensions
+                           if ext.level is None or ext.level in level_flags]
         have_openmp = _compiles(cc, openmp, link_openmp, _OPENMP_TEST)
         if not have_openmp:
             print("\n" + "*" * 78 + "\n"
@@ -122,37 +183,93 @@ class BuildExt(build_ext):
                   "OpenMP runtime (e.g. libomp, or use gcc) and rebuild to use all cores.\n"
                   % " ".join(openmp) + "*" * 78 + "\n", file=sys.stderr)
         for ext in self.extensions:
-            uses_openmp = getattr(ext, "uses_openmp", False) and have_openmp
-            ext.extra_compile_args = base + native + (openmp if uses_openmp else [])
+            uses_openmp = ext.uses_openmp and have_openmp
+            # the probe: the baseline (a compiler may default to a higher one)
+            flags = level_flags[ext.level] if ext.level is not None else X86_LEVELS["x86_64"]
+            ext.extra_compile_args = base + flags + (openmp if uses_openmp else [])
             ext.extra_link_args = link_openmp if uses_openmp else []
             if cc.compiler_type != "msvc":
                 # libm: glibc's -lm also brings libmvec (vec_activations.h)
                 ext.libraries = list(ext.libraries or []) + ["m"]
-        # cythonize returns new Extension objects; keep setuptools' own (it
-        # has annotated them) and give them the generated C sources
-        generated = cythonize(
-            self.extensions, compiler_directives=DIRECTIVES,
-            include_path=[os.path.join(HERE, CSRC)],
-            build_dir=os.path.join("build", "cython"), quiet=True)
-        sources = {ext.name: ext.sources for ext in generated}
+        # Cython once per module, under the module's own name (fastnet._cpu.conv,
+        # whatever folder its level puts it in): cythonize returns new
+        # Extension objects, whose sources are the generated C
+        modules = {}
         for ext in self.extensions:
-            ext.sources = sources[ext.name]
+            modules.setdefault(ext.module, ext)
+        generated = cythonize(
+            [Extension(ext.module, ext.sources, include_dirs=ext.include_dirs,
+                       depends=ext.depends) for ext in modules.values()],
+            compiler_directives=DIRECTIVES, include_path=[os.path.join(HERE, CSRC)],
+            build_dir=os.path.join("build", "cython"), quiet=True)
+        c_sources = {ext.name: ext.sources for ext in generated}
+        for ext in self.extensions:
+            ext.sources = [_level_copy(src, ext.level) for src in c_sources[ext.module]]
         super().build_extensions()
+
+    def copy_extensions_to_source(self):
+        """--inplace: setuptools builds into build/ and copies from there,
+        into existing folders only."""
+        _remove_stale_builds(self.extensions)
+        for level in {ext.level for ext in self.extensions} - {None}:
+            os.makedirs(os.path.join(HERE, "fastnet", "_cpu", level), exist_ok=True)
+        super().copy_extensions_to_source()
+
+
+def _level_copy(c_file, level):
+    """The generated C file as build/cython/<level>/...: one object file per
+    level (setuptools names an object after its source).  Rewritten only
+    when it changed, so that an unchanged module is not compiled again."""
+    if level is None:
+        return c_file
+    rel = os.path.relpath(c_file, os.path.join("build", "cython"))
+    copy = os.path.join("build", "cython", "level-" + level, rel)
+    if not (os.path.exists(copy) and filecmp.cmp(c_file, copy, shallow=False)):
+        os.makedirs(os.path.dirname(copy), exist_ok=True)
+        shutil.copyfile(c_file, copy)
+    return copy
+
+
+def _remove_stale_builds(extensions):
+    """In-place builds: remove this tree's compiled modules of levels (or of
+    the flat layout before levels) that this build does not make, so that the
+    loader cannot mix a stale build with this one."""
+    cpu = os.path.join(HERE, "fastnet", "_cpu")
+    names = {ext.module.rsplit(".", 1)[1] for ext in extensions}
+    keep = {ext.level for ext in extensions}
+    folders = [cpu] + [os.path.join(cpu, level) for level in
+                       list(X86_LEVELS) + ["native", "generic"] if level not in keep]
+    for folder in folders:
+        for name in names:
+            if folder == cpu and name == PROBE[0]:
+                continue
+            for path in glob.glob(os.path.join(folder, name + ".*")):
+                if path.endswith((".so", ".pyd")):
+                    os.remove(path)
 
 
 def extensions():
-    exts = []
-    for name, (sources, uses_openmp) in EXTENSIONS.items():
-        ext = Extension(
-            "fastnet._cpu." + name, sources,
+    depends = sorted(glob.glob(os.path.join(CSRC, "*.pxd"))
+                     + glob.glob(os.path.join(CSRC, "*.h")))
+    macros = ([("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+              + ([] if DEBUG else [("CYTHON_WITHOUT_ASSERTIONS", None)]))
+
+    def ext(module, folder, sources, level, uses_openmp):
+        e = Extension(
+            folder + "." + module.rsplit(".", 1)[1], sources,
             include_dirs=[numpy.get_include(), CSRC],
             # a changed header or .pxd rebuilds every module (they inline them)
-            depends=sorted(glob.glob(os.path.join(CSRC, "*.pxd"))
-                           + glob.glob(os.path.join(CSRC, "*.h"))),
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
-            + ([] if DEBUG else [("CYTHON_WITHOUT_ASSERTIONS", None)]))
-        ext.uses_openmp = uses_openmp
-        exts.append(ext)
+            depends=depends, define_macros=macros)
+        e.module, e.level, e.uses_openmp = module, level, uses_openmp
+        return e
+
+    exts = []
+    if ISA_LEVELS is X86_LEVELS:
+        exts.append(ext("fastnet._cpu." + PROBE[0], "fastnet._cpu", PROBE[1], None, False))
+    for level in ISA_LEVELS:
+        for name, (sources, uses_openmp) in EXTENSIONS.items():
+            exts.append(ext("fastnet._cpu." + name, "fastnet._cpu." + level, sources,
+                            level, uses_openmp))
     return exts
 
 

@@ -127,3 +127,12 @@ def conv_backward(x, w, dout, dw, dx):
 def _openmp_enabled():
     """Whether this module was compiled with OpenMP."""
     return FASTNET_OPENMP == 1
+
+
+from blas cimport FN_FAST_PRODUCTS
+
+
+def _fast_products():
+    """Whether this module was compiled for a target with fused multiply-adds,
+    so that the many-tap products run in bcast_gemm.h (else in BLAS)."""
+    return FN_FAST_PRODUCTS == 1

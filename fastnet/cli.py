@@ -185,7 +185,7 @@ def info(argv, prog):
         print("engine %-9s %s%s" % (name + ":", "available" if ok else "unavailable", why))
     try:
         cpu = get_engine("cpu")
-    except ImportError:
+    except (ImportError, RuntimeError):  # not built, or FASTNET_ISA refused: said above
         pass
     else:
         print("cpu threads: %d (OpenMP %s)" % (cpu.get_num_threads(),
@@ -196,6 +196,11 @@ def info(argv, prog):
             else "OpenMP's setting", wait["source"]))
         print("cpu vector sigmoid/tanh (libmvec): %s"
               % ("yes" if cpu.vector_activations() else "no"))
+        isa = cpu.info()
+        print("cpu instruction set: %s (%s; built: %s; this CPU runs: %s)"
+              % (isa["isa"], isa["isa_reason"], ", ".join(isa["isa_built"]),
+                 ", ".join(isa["cpu_levels"]) if isa["cpu_levels"] is not None
+                 else "not probed"))
     print("extras: %s" % ", ".join("%s %s" % (extra, "installed" if _installed(module)
                                               else "not installed")
                                    for extra, module in EXTRAS))

@@ -23,7 +23,7 @@ try:
         from .._cpu import conv as _conv, pool as _pool, dense as _dense
         from .._cpu import softmax as _softmax, update as _update
         from .._cpu import augment as _augment
-        from .._cpu import blas_info  # noqa: F401
+        from .._cpu import blas_info, isa_info  # noqa: F401
 except ImportError as e:  # the extension modules were not built
     raise ImportError(
         "fastnet's compiled CPU engine is not built (%s). Install fastnet with "
@@ -122,6 +122,23 @@ def vector_activations():
     this build (x86-64 with AVX2 or AVX-512, glibc >= 2.35), rather than the
     C library's scalar exp and tanh element by element."""
     return bool(_dense._vector_activations())
+
+
+def info():
+    """What this build of the compiled engine runs: ``isa`` (the
+    instruction-set level of the loaded kernels: 'avx512', 'avx2', 'x86_64',
+    or 'native' / 'generic' for a one-level build), ``isa_reason`` (why that
+    one: the CPU's highest level, or FASTNET_ISA), ``isa_built`` (the levels
+    this build has), ``cpu_levels`` (those the CPU runs), ``directory`` (where
+    the kernels load from), ``openmp``, ``threads``, ``vector_activations``,
+    ``fast_products`` (csrc/bcast_gemm.h's FMA products in use, else BLAS),
+    ``blas`` (blas_info())."""
+    isa = isa_info()
+    return {"isa": isa["level"], "isa_reason": isa["reason"],
+            "isa_built": isa["built"], "cpu_levels": isa["cpu"],
+            "directory": isa["directory"], "openmp": openmp_enabled(),
+            "threads": get_num_threads(), "vector_activations": vector_activations(),
+            "fast_products": bool(_conv._fast_products()), "blas": blas_info()}
 
 
 # ---------------------------------------------------------------------------
