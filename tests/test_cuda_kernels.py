@@ -338,6 +338,35 @@ else:
                 for a, ad in zip(state, sd):
                     check("%s state step %d" % (name, step), ad, a)
 
+    SUBNORMAL_CASES = [
+        ("momentum_update", 1, (0.1, 0.9, 0.0, 0.0, 0.0, 2.0)),
+        ("rmsprop_update", 1, (1e-3, 0.9, 1e-7, 0.0)),
+        ("adagrad_update", 1, (1e-2, 0.0, 1e-10, 0.0, 2.0)),
+        ("adam_update", 2, (1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0, 2.0)),
+        ("keras_sgd_update", 1, (0.01, 0.9, 0.0, 0.0)),
+        ("keras_rmsprop_update", 1, (1e-3, 0.9, 1e-7, 0.0)),
+        ("keras_adagrad_update", 1, (1e-3, 1e-7, 0.0)),
+        ("keras_adam_update", 2, (1e-3, 0.9, 0.999, 1e-7, 0.0, 2.0)),
+    ]
+
+    def test_optimizer_state_never_goes_subnormal(dt):
+        """State below the smallest normal number is stored as +0, as the
+        reference and compiled engines do (csrc/update.pxd's normal_or_zero)."""
+        tiny = np.finfo(dt).tiny
+        for name, n_state, hyper in SUBNORMAL_CASES:
+            start = np.array([tiny * 1.0001, tiny / 2, 1.0, 0.0, 0.5], dt)
+            p = np.linspace(-1, 1, start.size).astype(dt)
+            g = np.zeros(start.size, dt)
+            state = [start.copy() for _ in range(n_state)]
+            pd, sd = dev(p), [dev(a) for a in state]
+            getattr(R, name)(p, g, *state, *hyper)
+            getattr(E, name)(pd, dev(g), *sd, *hyper)
+            for a, ad in zip(state, sd):
+                got = E.to_host(ad)
+                assert np.array_equal(got, a), "%s: %r vs %r" % (name, got, a)
+                assert got[1] == 0, name
+            assert np.array_equal(E.to_host(pd), p), name
+
     def test_optimizer_kernel_refuses_bad_arrays(dt):
         with pytest.raises(ValueError, match="flat"):
             E.adam_update(dev(normal((3, 2), dt)), dev(normal((3, 2), dt)),

@@ -140,3 +140,53 @@ def test_optimizer_kernel_bad_arguments(kernel_engine):
     with pytest.raises(ValueError, match="state 1"):
         kernel_engine.adam_update(p, p.copy(), p.copy(), np.zeros(5, np.float64),
                                   1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0, 1.0)
+
+
+# every optimizer kernel, with hyper-parameters for which decaying state
+# would go subnormal under a zero gradient
+ALL_OPTIMIZERS = [
+    ("momentum_update", 1, (0.1, 0.9, 0.0, 0.0, 0.0), True),
+    ("rmsprop_update", 1, (1e-3, 0.9, 1e-7, 0.0), False),
+    ("adagrad_update", 1, (1e-2, 0.0, 1e-10, 0.0), True),
+    ("adam_update", 2, (1e-3, 0.9, 0.999, 1e-8, 0.0, 0.0), True),
+    ("keras_sgd_update", 1, (0.01, 0.9, 0.0, 0.0), False),
+    ("keras_rmsprop_update", 1, (1e-3, 0.9, 1e-7, 0.0), False),
+    ("keras_adagrad_update", 1, (1e-3, 1e-7, 0.0), False),
+    ("keras_adam_update", 2, (1e-3, 0.9, 0.999, 1e-7, 0.0), True),
+]
+
+
+@pytest.mark.parametrize("name,n_state,hyper,stepped", ALL_OPTIMIZERS,
+                         ids=[c[0] for c in ALL_OPTIMIZERS])
+def test_optimizer_state_never_goes_subnormal(kernel_engine, float_dtype, name, n_state,
+                                              hyper, stepped):
+    """Decaying optimizer state (zero gradients: dead ReLU units) is stored
+    as +0 once it falls below the smallest normal number, on every engine
+    alike (csrc/update.pxd's normal_or_zero; x86 arithmetic on subnormals is
+    ~100x slower); normal values and NaN are kept."""
+    from fastnet.engines import reference as R
+    tiny = np.finfo(float_dtype).tiny
+    start = np.array([tiny * 1.0001, tiny / 2, -tiny * 1.0001, -tiny / 3, 0.0, 1.0, -0.5,
+                      tiny * 1e6, np.nan], float_dtype)
+    n = start.size
+    p = np.linspace(-1, 1, n).astype(float_dtype)
+    g = np.zeros(n, float_dtype)
+    g[-2] = 0.25                       # one element with a gradient
+    state = [start.copy() for _ in range(n_state)]
+    mine_p, mine_s = p.copy(), [a.copy() for a in state]
+    for step in (2, 3, 4):             # past the first step (momentum's buf = g)
+        h = hyper + ((float(step),) if stepped else ())
+        with np.errstate(invalid="ignore"):   # negative squared averages: made up here
+            getattr(R, name)(p, g, *state, *h)
+        getattr(kernel_engine, name)(mine_p, g, *mine_s, *h)
+    for a, b in zip(mine_s, state):
+        assert np.array_equal(a, b, equal_nan=True), "%s: engine vs reference state" % name
+        finite = a[np.isfinite(a)]
+        assert not np.any((finite != 0) & (np.abs(finite) < tiny)), \
+            "%s left subnormal state: %r" % (name, a)
+        assert np.isnan(a[-1])
+        assert a[1] == 0 and a[3] == 0 and not np.signbit(a[3])     # flushed, to +0
+        if name not in ("adagrad_update", "keras_adagrad_update"):  # these only grow
+            assert a[0] == 0 and a[2] == 0 and not np.signbit(a[2])
+            assert a[5] != 0                               # a normal value decays on
+    assert np.array_equal(mine_p, p, equal_nan=True)

@@ -684,22 +684,25 @@ def sgd_update(param, grad, eta, l2):
 def _optimizer(fname, param, grad, state, hyper):
     """One launch of optimizer ``fname`` over the flat arrays."""
     key = (fname, param.shape, param.dtype, type(param))
-    k = _S.plans.get(key)
     n_state = update.OPTIMIZERS[fname][1]
+    # checked on every call: the plan is keyed by param alone, and a grad or
+    # state of another size would be read out of bounds on the device
+    _check_arrays(fname, param.dtype, param=param, grad=grad,
+                  **{"state %d" % i: a for i, a in enumerate(state)})
+    if len(param.shape) != 1:
+        raise ValueError("%s: param must be a flat (1-d) array, got shape %s"
+                         % (fname, tuple(param.shape)))
+    for aname, a in [("grad", grad)] + [("state %d" % i, a) for i, a in enumerate(state)]:
+        _check_shape(fname, aname, a, param.shape)
+    if len(state) != n_state:
+        raise ValueError("%s: takes %d state arrays, got %d" % (fname, n_state, len(state)))
+    k = _S.plans.get(key)
     if k is None:
-        _check_arrays(fname, param.dtype, param=param, grad=grad,
-                      **{"state %d" % i: a for i, a in enumerate(state)})
-        if len(param.shape) != 1:
-            raise ValueError("%s: param must be a flat (1-d) array, got shape %s"
-                             % (fname, tuple(param.shape)))
-        for aname, a in [("grad", grad)] + [("state %d" % i, a) for i, a in enumerate(state)]:
-            _check_shape(fname, aname, a, param.shape)
-        if len(state) != n_state:
-            raise ValueError("%s: takes %d state arrays, got %d" % (fname, n_state, len(state)))
         grid, block = update.update_config(param.size)
         k = _S.plans[key] = _configure(_kernels(param.dtype)[fname], grid, block)
     _S.launches += 1
-    k(param, grad, *state, *update.optimizer_scalars(fname, hyper))
+    k(param, grad, *state, *update.optimizer_scalars(fname, hyper),
+      float(np.finfo(param.dtype).tiny))
 
 
 def _optimizer_entry(fname):

@@ -69,9 +69,20 @@ def sum_of_squares_kernel(w, partial, counter, result, slot):
 # fastnet.optim's optimizers (PyTorch's definitions; reference.py's *_update
 # for the formulas), on flat 1-d arrays.  The per-call scalars (signs,
 # 1 - beta, bias corrections) are computed on the host in double, as the
-# reference and compiled engines compute them, and passed in the dtype.
+# reference and compiled engines compute them, and passed in the dtype; the
+# last, ``tiny``, is the dtype's smallest normal number (state below it is
+# stored as +0, as the other engines do).
 # ---------------------------------------------------------------------------
-def momentum_update_kernel(p, g, buf, neg_lr, momentum, damp1, wd, nesterov, first):
+@cuda.jit(device=True)
+def _normal_or_zero(v, tiny):
+    """csrc/update.pxd's normal_or_zero: +0 where |v| < tiny (the dtype's
+    smallest normal number, passed in the dtype), NaN kept."""
+    if v < tiny and v > -tiny:
+        return tiny - tiny
+    return v
+
+
+def momentum_update_kernel(p, g, buf, neg_lr, momentum, damp1, wd, nesterov, first, tiny):
     for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         gg = g[e]
         if wd != 0:
@@ -80,6 +91,8 @@ def momentum_update_kernel(p, g, buf, neg_lr, momentum, damp1, wd, nesterov, fir
             b = gg
         else:
             b = momentum * buf[e] + damp1 * gg
+        if b < tiny and b > -tiny:
+            b = tiny - tiny
         buf[e] = b
         if nesterov != 0:
             gg = gg + momentum * b
@@ -88,33 +101,34 @@ def momentum_update_kernel(p, g, buf, neg_lr, momentum, damp1, wd, nesterov, fir
         p[e] = p[e] + neg_lr * gg
 
 
-def rmsprop_update_kernel(p, g, v, neg_lr, alpha, alpha1, eps, wd):
+def rmsprop_update_kernel(p, g, v, neg_lr, alpha, alpha1, eps, wd, tiny):
     for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         gg = g[e]
         if wd != 0:
             gg = gg + wd * p[e]
-        v[e] = v[e] * alpha + alpha1 * (gg * gg)
+        v[e] = _normal_or_zero(v[e] * alpha + alpha1 * (gg * gg), tiny)
         p[e] = p[e] + neg_lr * (gg / (math.sqrt(v[e]) + eps))
 
 
-def adagrad_update_kernel(p, g, s, neg_clr, eps, wd):
+def adagrad_update_kernel(p, g, s, neg_clr, eps, wd, tiny):
     for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         gg = g[e]
         if wd != 0:
             gg = gg + wd * p[e]
-        s[e] = s[e] + gg * gg
+        s[e] = _normal_or_zero(s[e] + gg * gg, tiny)
         p[e] = p[e] + neg_clr * (gg / (math.sqrt(s[e]) + eps))
 
 
-def adam_update_kernel(p, g, m, v, keep, c1, beta2, c2, eps, wd, neg_step, bc2, decoupled):
+def adam_update_kernel(p, g, m, v, keep, c1, beta2, c2, eps, wd, neg_step, bc2, decoupled,
+                       tiny):
     for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         gg = g[e]
         if decoupled != 0:
             p[e] = p[e] * keep
         elif wd != 0:
             gg = gg + wd * p[e]
-        m[e] = m[e] + c1 * (gg - m[e])
-        v[e] = v[e] * beta2 + c2 * (gg * gg)
+        m[e] = _normal_or_zero(m[e] + c1 * (gg - m[e]), tiny)
+        v[e] = _normal_or_zero(v[e] * beta2 + c2 * (gg * gg), tiny)
         p[e] = p[e] + neg_step * (m[e] / (math.sqrt(v[e]) / bc2 + eps))
 
 
@@ -142,10 +156,10 @@ def optimizer_scalars(name, h):
 
 
 # name -> (kernel, number of state arrays, number of scalars)
-OPTIMIZERS = {"momentum_update": (momentum_update_kernel, 1, 6),
-              "rmsprop_update": (rmsprop_update_kernel, 1, 5),
-              "adagrad_update": (adagrad_update_kernel, 1, 3),
-              "adam_update": (adam_update_kernel, 2, 9)}
+OPTIMIZERS = {"momentum_update": (momentum_update_kernel, 1, 7),
+              "rmsprop_update": (rmsprop_update_kernel, 1, 6),
+              "adagrad_update": (adagrad_update_kernel, 1, 4),
+              "adam_update": (adam_update_kernel, 2, 10)}
 
 
 # ---------------------------------------------------------------------------
@@ -153,13 +167,13 @@ OPTIMIZERS = {"momentum_update": (momentum_update_kernel, 1, 6),
 # keras_*_update for the formulas), in Keras's order.  weight_decay is
 # decoupled and comes first: p -= p * wd * lr.
 # ---------------------------------------------------------------------------
-def keras_sgd_update_kernel(p, g, vel, lr, momentum, nesterov, wd):
+def keras_sgd_update_kernel(p, g, vel, lr, momentum, nesterov, wd, tiny):
     for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         if wd != 0:
             p[e] = p[e] - p[e] * wd * lr
         gg = g[e]
         if momentum != 0:
-            m = vel[e] * momentum - gg * lr
+            m = _normal_or_zero(vel[e] * momentum - gg * lr, tiny)
             vel[e] = m
             if nesterov != 0:
                 p[e] = p[e] + (m * momentum - gg * lr)
@@ -169,31 +183,31 @@ def keras_sgd_update_kernel(p, g, vel, lr, momentum, nesterov, wd):
             p[e] = p[e] - gg * lr
 
 
-def keras_rmsprop_update_kernel(p, g, v, lr, rho, rho1, eps, wd):
+def keras_rmsprop_update_kernel(p, g, v, lr, rho, rho1, eps, wd, tiny):
     for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         if wd != 0:
             p[e] = p[e] - p[e] * wd * lr
         gg = g[e]
-        v[e] = rho * v[e] + rho1 * (gg * gg)
+        v[e] = _normal_or_zero(rho * v[e] + rho1 * (gg * gg), tiny)
         p[e] = p[e] - (lr * gg) / math.sqrt(v[e] + eps)
 
 
-def keras_adagrad_update_kernel(p, g, acc, lr, eps, wd):
+def keras_adagrad_update_kernel(p, g, acc, lr, eps, wd, tiny):
     for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         if wd != 0:
             p[e] = p[e] - p[e] * wd * lr
         gg = g[e]
-        acc[e] = acc[e] + gg * gg
+        acc[e] = _normal_or_zero(acc[e] + gg * gg, tiny)
         p[e] = p[e] - (lr * gg) / math.sqrt(acc[e] + eps)
 
 
-def keras_adam_update_kernel(p, g, m, v, lr, c1, c2, eps, wd, alpha):
+def keras_adam_update_kernel(p, g, m, v, lr, c1, c2, eps, wd, alpha, tiny):
     for e in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
         if wd != 0:
             p[e] = p[e] - p[e] * wd * lr
         gg = g[e]
-        m[e] = m[e] + (gg - m[e]) * c1
-        v[e] = v[e] + (gg * gg - v[e]) * c2
+        m[e] = _normal_or_zero(m[e] + (gg - m[e]) * c1, tiny)
+        v[e] = _normal_or_zero(v[e] + (gg * gg - v[e]) * c2, tiny)
         p[e] = p[e] - (m[e] * alpha) / (math.sqrt(v[e]) + eps)
 
 
@@ -213,10 +227,10 @@ def keras_optimizer_scalars(name, h):
             lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step))
 
 
-KERAS_OPTIMIZERS = {"keras_sgd_update": (keras_sgd_update_kernel, 1, 4),
-                    "keras_rmsprop_update": (keras_rmsprop_update_kernel, 1, 5),
-                    "keras_adagrad_update": (keras_adagrad_update_kernel, 1, 3),
-                    "keras_adam_update": (keras_adam_update_kernel, 2, 6)}
+KERAS_OPTIMIZERS = {"keras_sgd_update": (keras_sgd_update_kernel, 1, 5),
+                    "keras_rmsprop_update": (keras_rmsprop_update_kernel, 1, 6),
+                    "keras_adagrad_update": (keras_adagrad_update_kernel, 1, 4),
+                    "keras_adam_update": (keras_adam_update_kernel, 2, 7)}
 OPTIMIZERS.update(KERAS_OPTIMIZERS)
 
 
