@@ -157,3 +157,33 @@ def test_bench_seed_rows_engines_agree(tmp_path):
     _run_rows(tmp_path, "keras_mnist", ["fastnet", "fastnet-reference", "fastnet-keras",
                                         "torch-eager", "jax-jit", "keras-jax"])
     _run_rows(tmp_path, "mlp_16", ["fastnet", "fastnet-reference", "fastnet-keras"])
+
+
+def test_bench_busy_load_runs_beside_the_engines_and_is_stopped(tmp_path):
+    """--busy N: N spinning processes while the cases run, recorded in the
+    JSON and the table's heading, all of them stopped at the end."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    try:
+        import run as bench_run
+    finally:
+        sys.path.pop(0)
+    load = bench_run.BusyLoad(2)
+    procs = list(load.procs)
+    assert load.alive() == 2
+    load.stop()
+    assert all(p.poll() is not None for p in procs)
+
+    out = tmp_path / "busy.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "run.py"), "--smoke", "--strict",
+         "--busy", "1", "--engines", "fastnet", "--networks", "fc", "--no-plot",
+         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 busy-loop process beside" in proc.stdout, proc.stdout[-3000:]
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["busy"] == 1 and "busy-loop" in meta["mode"]
+
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run.py"), "--smoke",
+                          "--busy", "-1", "--no-plot", "--out", str(tmp_path / "x.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--busy" in bad.stdout
