@@ -48,16 +48,20 @@ def set(n):  # noqa: A001 -- the module is the namespace
 # fastest; when another process holds a core it is a collapse: the threads
 # burn their time slices spinning for a thread the scheduler has put aside
 # (measured on 2 cores beside one busy loop: the FC net at mini-batch 128 at
-# 4,000 samples/s instead of 360,000).  A short spin keeps the workers awake
-# through the gaps of a training step (a few microseconds between parallel
-# regions) and lets them sleep, giving the core back, when a wait is longer.
+# 4,000 samples/s instead of 360,000).  A shorter spin keeps the workers
+# awake through the gaps of a training step and lets them sleep, giving the
+# core back, when a wait is longer.  How short: on free cores 1,000 rounds
+# cost the dropout net 18 % and the FC net at mini-batch 128 22 % (workers
+# asleep when the next region starts), 10,000 nothing measurable; beside a
+# busy loop 10,000 rounds train 2-2.5x faster than libgomp's default
+# (bench/run.py --busy 1; README "A busy machine").
 # libgomp reads its settings once, when it is loaded: fastnet sets
 # GOMP_SPINCOUNT for that moment (unless the user chose a policy) and puts
 # the environment back, so child processes and other libraries see the
 # user's own.
 
 #: libgomp spin rounds before a waiting thread sleeps (one round ~ 50 ns)
-SPINCOUNT = 1000
+SPINCOUNT = 10000
 
 #: what fastnet did about the wait policy (fastnet.engines.cpu.info / `fastnet info`)
 wait_policy = {"spincount": None, "source": "not started"}
