@@ -186,7 +186,7 @@ def fastnet_optimizer(opt):
     raise harness.SkipEngine("fastnet engine: no optimizer %r" % opt["name"])
 
 
-class FastnetKerasEngine(object):
+class FastnetKerasEngine(harness.KerasFit):
     """fastnet through fastnet.keras (Sequential, compile, fit)."""
 
     name = "fastnet-keras"
@@ -230,21 +230,7 @@ class FastnetKerasEngine(object):
                                      % (type(e).__name__, e))
         self.model, self.optimizer = model, kopt
         self.x = x
-        self.y = keras_targets(y, self.loss)
-
-    def _fit(self, n):
-        self.model.fit(self.x[:n], self.y[:n], batch_size=self.mbs, epochs=1,
-                       shuffle=False, verbose=0)
-
-    def check(self, steps):
-        self._fit(steps * self.mbs)
-
-    def epoch(self):
-        self._fit(self.x.shape[0])
-
-    def params(self):
-        w = self.model.get_weights()
-        return [(np.asarray(w[i]), np.asarray(w[i + 1])) for i in range(0, len(w), 2)]
+        self.y = harness.keras_targets(y, self.loss)
 
     def info(self):
         net = self.model._net
@@ -252,14 +238,6 @@ class FastnetKerasEngine(object):
                 "engine": net.engine.name if net is not None else "?",
                 "optimizer": repr(self.optimizer), "loss": self.loss,
                 "path": os.path.dirname(self.fastnet.__file__)}
-
-
-def keras_targets(y, loss):
-    """Integer labels as a Keras loss takes them (one-hot float32 rows for
-    categorical_crossentropy)."""
-    if loss == "categorical_crossentropy":
-        return np.eye(10, dtype=np.float32)[y]
-    return y
 
 
 def _act_name(name):

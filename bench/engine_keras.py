@@ -45,7 +45,7 @@ import workloads  # noqa: E402
 BACKEND_PACKAGE = {"jax": "jax jaxlib", "torch": "torch==2.13.0"}
 
 
-class KerasEngine(object):
+class KerasEngine(harness.KerasFit):
     """Keras 3 (JAX or torch backend, jit_compile) on the dense networks."""
 
     name = "keras-jax"
@@ -107,23 +107,7 @@ class KerasEngine(object):
                       jit_compile=self.jit_compile)
         self.model, self.optimizer = model, kopt
         self.x = x
-        self.y = (np.eye(10, dtype=np.float32)[y] if self.loss == "categorical_crossentropy"
-                  else y)
-
-    def _fit(self, n):
-        self.model.fit(self.x[:n], self.y[:n], batch_size=self.mbs, epochs=1,
-                       shuffle=False, verbose=0)
-
-    def check(self, steps):
-        self._fit(steps * self.mbs)
-
-    def epoch(self):
-        # fit returns when its last step's loss is read back: the work is done
-        self._fit(self.x.shape[0])
-
-    def params(self):
-        w = self.model.get_weights()
-        return [(np.asarray(w[i]), np.asarray(w[i + 1])) for i in range(0, len(w), 2)]
+        self.y = harness.keras_targets(y, self.loss)
 
     def info(self):
         out = {"keras": self.keras.__version__, "backend": self.backend,

@@ -286,3 +286,35 @@ class SkipEngine(Exception):
 
 # engine scripts record how long their heavy imports took here
 IMPORT_S = {}
+
+
+def keras_targets(y, loss):
+    """Integer labels as a Keras loss takes them (one-hot float32 rows for
+    categorical_crossentropy)."""
+    import numpy as np
+    if loss == "categorical_crossentropy":
+        return np.eye(10, dtype=np.float32)[y]
+    return y
+
+
+class KerasFit(object):
+    """The bench protocol for a Keras-style model (Keras 3 itself, or
+    fastnet.keras): one ``model.fit`` epoch per repetition, in order, no
+    shuffling; ``self.model``, ``self.x``, ``self.y``, ``self.mbs`` set by the
+    engine.  fit returns when its last step's loss is read back: the work is
+    done."""
+
+    def _fit(self, n):
+        self.model.fit(self.x[:n], self.y[:n], batch_size=self.mbs, epochs=1,
+                       shuffle=False, verbose=0)
+
+    def check(self, steps):
+        self._fit(steps * self.mbs)
+
+    def epoch(self):
+        self._fit(self.x.shape[0])
+
+    def params(self):
+        import numpy as np
+        w = self.model.get_weights()
+        return [(np.asarray(w[i]), np.asarray(w[i + 1])) for i in range(0, len(w), 2)]
