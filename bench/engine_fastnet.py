@@ -192,15 +192,8 @@ class FastnetKerasEngine(harness.KerasFit):
     name = "fastnet-keras"
 
     def __init__(self, args, net, x, y, params0, eta, l2):
-        if args.device != "cpu":
-            raise harness.SkipEngine("fastnet-keras is benched on the CPU only")
-        if not workloads.dense_only(net):
-            raise harness.SkipEngine("fastnet.keras has Dense layers only; %s is not a "
-                                     "stack of dense layers without dropout" % net)
+        harness.keras_skip(workloads, net, args.device, "fastnet-keras")
         opt = workloads.optimizer(net)
-        if opt["name"] == "network3_sgd" and opt["lmbda"]:
-            raise harness.SkipEngine("network3's L2 term (lmbda %g) is not a Keras "
-                                     "optimizer's" % opt["lmbda"])
         t0 = time.perf_counter()
         try:
             fastnet = import_fastnet()

@@ -54,15 +54,8 @@ class KerasEngine(harness.KerasFit):
         self.name = "keras-" + args.variant
         backend = args.variant.split("-")[0]
         self.jit_compile = args.variant != "torch-eager"
-        if args.device != "cpu":
-            raise harness.SkipEngine("%s is benched on the CPU only" % self.name)
-        if not workloads.dense_only(net):
-            raise harness.SkipEngine("only the dense networks without dropout are Keras "
-                                     "models here; %s is not one" % net)
+        harness.keras_skip(workloads, net, args.device, self.name)
         opt = workloads.optimizer(net)
-        if opt["name"] == "network3_sgd" and opt["lmbda"]:
-            raise harness.SkipEngine("network3's L2 term (lmbda %g) is not a Keras "
-                                     "optimizer's" % opt["lmbda"])
         # before keras is imported: it reads the backend once, at its import
         os.environ["KERAS_BACKEND"] = backend
         t0 = time.perf_counter()

@@ -318,3 +318,18 @@ class KerasFit(object):
         import numpy as np
         w = self.model.get_weights()
         return [(np.asarray(w[i]), np.asarray(w[i + 1])) for i in range(0, len(w), 2)]
+
+
+def keras_skip(workloads, net, device, who):
+    """Raise SkipEngine unless ``net`` can be a Keras-style model (``who``
+    names the engine): on the CPU, dense layers without dropout, and no
+    network3 L2 term (no Keras optimizer has it)."""
+    if device != "cpu":
+        raise SkipEngine("%s is benched on the CPU only" % who)
+    if not workloads.dense_only(net):
+        raise SkipEngine("%s takes the dense networks without dropout only; %s is not one"
+                         % (who, net))
+    opt = workloads.optimizer(net)
+    if opt["name"] == "network3_sgd" and opt["lmbda"]:
+        raise SkipEngine("network3's L2 term (lmbda %g) is not a Keras optimizer's"
+                         % opt["lmbda"])
