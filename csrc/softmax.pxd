@@ -55,6 +55,11 @@ cdef inline void softmax_forward_kernel(const floating* logits, floating* probs,
         softmax_row(logits + n * K, probs + n * K, K, &zmax)
 
 
+cdef enum:
+    # blocks of rows the mean NLL is summed in (at most; one per row below)
+    COST_BLOCKS = 16
+
+
 cdef inline double softmax_nll_kernel(const floating* logits, const int32_t* y,
                                       floating* probs, floating* dlogits,
                                       Py_ssize_t N, Py_ssize_t K,
@@ -68,23 +73,32 @@ cdef inline double softmax_nll_kernel(const floating* logits, const int32_t* y,
     logits (N, K)  IN;  y (N,) int32 in [0, K)  IN;  probs, dlogits (N, K)  OUT
     (K >= 1)
     """
-    cdef Py_ssize_t n, k
+    cdef Py_ssize_t n, k, b, B
     cdef double s, cost = 0
+    cdef double part[COST_BLOCKS]
     cdef floating zmax
     cdef const floating* z
     cdef floating* p
     cdef floating* d
-    cdef int T = threads_for(n_threads, N, N * K)
+    cdef int T
     if N == 0:
         return NAN           # the mean of nothing, as np.mean gives
-    for n in prange(N, num_threads=T, schedule='static'):
-        z = logits + n * K
-        p = probs + n * K
-        d = dlogits + n * K
-        s = softmax_row(z, p, K, &zmax)
-        cost += (log(s) + zmax) - z[y[n]]
-        for k in range(K):
-            d[k] = (p[k] - (1 if k == y[n] else 0)) / <floating>N
+    # the cost summed in blocks of rows fixed by N, then in block order: the
+    # same number whatever the thread count (team.pxd changes it mid-run)
+    B = N if N < COST_BLOCKS else COST_BLOCKS
+    T = threads_for(n_threads, B, N * K)
+    for b in prange(B, num_threads=T, schedule='static'):
+        part[b] = 0
+        for n in range(b * N // B, (b + 1) * N // B):
+            z = logits + n * K
+            p = probs + n * K
+            d = dlogits + n * K
+            s = softmax_row(z, p, K, &zmax)
+            part[b] = part[b] + ((log(s) + zmax) - z[y[n]])
+            for k in range(K):
+                d[k] = (p[k] - (1 if k == y[n] else 0)) / <floating>N
+    for b in range(B):
+        cost = cost + part[b]
     return cost / N
 
 

@@ -54,6 +54,8 @@ from dense cimport (dense_forward_kernel, dense_backward_kernel,
 from softmax cimport softmax_nll_kernel, sigmoid_bce_kernel, mse_kernel
 from update cimport optimizer_update
 from augment cimport augment_kernel, AUG_PIXELS, AUG_SCRATCH, AUG_WIDTH, AUG_MAX_OPS
+from team cimport (Team, team_init, team_start, team_step_done, team_window,
+                  TEAM_MAX, TEAM_WINDOW_S)
 
 cnp.import_array()
 
@@ -371,18 +373,21 @@ cdef void run_steps(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floati
                     const char* y, Py_ssize_t y_row, Py_ssize_t N, Py_ssize_t n_in,
                     Py_ssize_t first,
                     Py_ssize_t stop, uint64_t counter0, double* hyper, int step_slot,
-                    floating* work, Py_ssize_t per, int T, double* cost,
+                    floating* work, Py_ssize_t per, Team* team, double* cost,
                     const double* aug_table, int aug_n, uint64_t aug_seed,
                     floating* aug_buf, double* aug_scratch) noexcept nogil:
-    """Steps first..stop-1; hyper[step_slot] (if >= 0) is the optimizer's
-    step number t of step ``first``, counted up step by step.  With aug_n
-    transforms (aug_table), each step trains on its rows distorted into
-    aug_buf (N, n_in = 784)."""
+    """Steps first..stop-1, each on team.threads threads (team.pxd);
+    hyper[step_slot] (if >= 0) is the optimizer's step number t of step
+    ``first``, counted up step by step.  With aug_n transforms (aug_table),
+    each step trains on its rows distorted into aug_buf (N, n_in = 784)."""
     cdef Py_ssize_t i
     cdef double t0 = hyper[step_slot] if step_slot >= 0 else 0
     cdef const floating* xb
     cdef uint64_t counter
+    cdef int T
+    team_start(team)
     for i in range(first, stop):
+        T = team.threads
         if step_slot >= 0:
             hyper[step_slot] = t0 + <double>(i - first)
         xb = x + i * N * n_in
@@ -393,6 +398,7 @@ cdef void run_steps(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floati
             xb = aug_buf
         run_step(ops, n_ops, conv, upd, xb, y + i * N * y_row, counter, hyper, work,
                  per, T, cost)
+        team_step_done(team)
 
 
 cdef inline void* ptr(object a):
@@ -427,6 +433,7 @@ cdef class Program:
     cdef readonly Py_ssize_t target_width  # 0: int32 labels; K: float targets (N, K)
     cdef readonly object aug_buffer    # (mbs, 784): a step's distorted rows
     cdef readonly object aug_scratch   # per-thread scratch of the augment kernel
+    cdef Team _team                    # how many of the n_threads a step runs on
 
     def __cinit__(self):
         self.ops = NULL
@@ -439,9 +446,13 @@ cdef class Program:
         free(self.conv)
 
     def __init__(self, list ops, Py_ssize_t mbs, Py_ssize_t n_in, Py_ssize_t n_classes,
-                 dtype, int n_threads, object is_token, object keep_threshold):
+                 dtype, int n_threads, object is_token, object keep_threshold,
+                 bint adaptive=True, window_s=None):
         """ops: the fused op list (fastnet.plan.Op); is_token(a, name) tells
-        a per-step token; keep_threshold(p) the dropout threshold."""
+        a per-step token; keep_threshold(p) the dropout threshold; adaptive:
+        each step runs on the count of threads (<= n_threads) measured
+        fastest (team.pxd), else on n_threads; window_s: the team's window
+        in seconds (None: TEAM_WINDOW_S)."""
         import numpy as np
         self.dtype = np.dtype(dtype)
         if self.dtype == np.float32:
@@ -452,6 +463,8 @@ cdef class Program:
             raise ValueError("Program: dtype must be float32 or float64, got %s" % self.dtype)
         self.mbs, self.n_in, self.n_classes = mbs, n_in, n_classes
         self.n_threads = n_threads if n_threads >= 1 else 1
+        team_init(&self._team, self.n_threads, adaptive,
+                  TEAM_WINDOW_S if window_s is None else float(window_s))
         self.arrays = []
         self.hyper_names = []
         self.opcodes = []
@@ -745,19 +758,60 @@ cdef class Program:
         cdef const char* py = <const char*>cnp.PyArray_DATA(y)
         cdef void* pw = cnp.PyArray_DATA(<cnp.ndarray>self.workspace)
         cdef double cost = self.last_cost
-        cdef int T = self.n_threads
         if stop == first:
             return cost
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
                 run_steps(self.ops, self.n_ops, self.conv, self.upd, <const float*>px, py,
                           y_row, N, self.n_in, first, stop, counter0, h, step_slot, <float*>pw,
-                          self.conv_per, T, &cost, ptab, aug_n, aug_seed, <float*>pbuf,
+                          self.conv_per, &self._team, &cost, ptab, aug_n, aug_seed, <float*>pbuf,
                           pscr)
             else:
                 run_steps(self.ops, self.n_ops, self.conv, self.upd, <const double*>px, py,
                           y_row, N, self.n_in, first, stop, counter0, h, step_slot, <double*>pw,
-                          self.conv_per, T, &cost, ptab, aug_n, aug_seed, <double*>pbuf,
+                          self.conv_per, &self._team, &cost, ptab, aug_n, aug_seed, <double*>pbuf,
                           pscr)
         self.last_cost = cost
         return cost
+
+    def team(self):
+        """What the thread team did (team.pxd): ``threads`` (the count now
+        measured fastest), ``max_threads``, ``adaptive``, ``windows``,
+        ``probes``, ``switches``, and ``steps_per_s`` by count measured."""
+        return team_dict(&self._team)
+
+
+cdef dict team_dict(Team* t):
+    return {"threads": t.best, "max_threads": t.max_threads, "adaptive": bool(t.adaptive),
+            "windows": t.windows, "probes": t.probes, "switches": t.switches,
+            "steps_per_s": {k: 1.0 / t.per_step[k] for k in range(1, t.max_threads + 1)
+                            if k <= TEAM_MAX and t.per_step[k] > 0}}
+
+
+cdef class ThreadTeam:
+    """team.pxd's controller on its own, fed window times by hand: how
+    tests drive it through load changes without a clock."""
+    cdef Team t
+
+    def __init__(self, int max_threads, bint adaptive=True):
+        team_init(&self.t, max_threads, adaptive, TEAM_WINDOW_S)
+
+    @property
+    def threads(self):
+        """The count the next window runs at."""
+        return self.t.threads
+
+    @property
+    def probing(self):
+        """Whether the next window is a probe."""
+        return bool(self.t.probing)
+
+    def window(self, double seconds_per_step):
+        """A window at ``threads`` ended at this many seconds a step."""
+        if not seconds_per_step > 0:
+            raise ValueError("ThreadTeam.window: seconds_per_step must be > 0, got %r"
+                             % seconds_per_step)
+        team_window(&self.t, seconds_per_step)
+
+    def state(self):
+        return team_dict(&self.t)

@@ -190,6 +190,10 @@ def info(argv, prog):
     else:
         print("cpu threads: %d (OpenMP %s)" % (cpu.get_num_threads(),
                                               "on" if cpu.openmp_enabled() else "off"))
+        print("cpu threads per training step: %s" % (
+            "as many as measured fastest, up to %d (FASTNET_ADAPTIVE_THREADS=0: all)"
+            % cpu.get_num_threads() if cpu.get_adaptive_threads()
+            else "all %d (FASTNET_ADAPTIVE_THREADS=0)" % cpu.get_num_threads()))
         wait = cpu.wait_policy()
         print("cpu threads wait: %s (%s)" % (
             "spin %d rounds, then sleep" % wait["spincount"] if wait["spincount"] is not None

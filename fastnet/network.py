@@ -322,6 +322,17 @@ class Network(object):
             self.step_count += 1
         return cost
 
+    def thread_team(self):
+        """How the engine's compiled training loop has been choosing how
+        many threads a step runs on (a dict: ``threads``, the count measured
+        fastest; ``max_threads``; ``adaptive``; ``windows``, ``probes``,
+        ``switches``; ``steps_per_s`` by count), or None before ``SGD`` has
+        run on an engine with such a loop."""
+        program = self._program
+        if program is None or not hasattr(program, "team"):
+            return None
+        return program.team()
+
     def _check_augment(self, augment):
         """(table, buffer) for SGD's ``augment`` keyword, and its spec
         for the checkpoint; (None, None) for None."""

@@ -43,9 +43,11 @@ def cpu_threads():
         cpu = get_engine("cpu")
     except ImportError as e:
         pytest.skip("the compiled engine is not available: %s" % e)
-    before = cpu.get_num_threads()
+    before = cpu.get_num_threads(), cpu.get_adaptive_threads(), cpu.team_window_s
     yield cpu
-    cpu.set_num_threads(before)
+    cpu.set_num_threads(before[0])
+    cpu.set_adaptive_threads(before[1])
+    cpu.team_window_s = before[2]
 
 
 @pytest.fixture(params=["float32", "float64"])

@@ -34,10 +34,23 @@ def checked(n):
 #: the number of OpenMP threads every kernel call uses
 count = default()
 
+#: the compiled training loop's thread team adapts (csrc/team.pxd): each
+#: step runs on the count of threads, up to ``count``, measured fastest;
+#: FASTNET_ADAPTIVE_THREADS=0 (or set_adaptive_threads(False)) pins it
+ADAPTIVE_ENV = "FASTNET_ADAPTIVE_THREADS"
+adaptive = os.environ.get(ADAPTIVE_ENV, "").strip() not in ("0", "false", "no", "off")
+
 
 def set(n):  # noqa: A001 -- the module is the namespace
     global count
     count = checked(n)
+
+
+def set_adaptive(flag):
+    global adaptive
+    if not isinstance(flag, bool):
+        raise ValueError("set_adaptive_threads: flag must be True or False, got %r" % (flag,))
+    adaptive = flag
 
 
 # ---------------------------------------------------------------------------

@@ -76,8 +76,23 @@ augment = _augment.augment
 
 
 def set_num_threads(n):
-    """Run the kernels on n OpenMP threads (n >= 1)."""
+    """Run the kernels on n OpenMP threads (n >= 1).  The compiled training
+    loop runs each step on at most n, as many as it measures fastest,
+    unless set_adaptive_threads(False)."""
     _threads.set(n)
+
+
+def set_adaptive_threads(flag):
+    """Whether the compiled training loop chooses, by measuring its steps,
+    how many of the get_num_threads() threads a step runs on (True, the
+    default; FASTNET_ADAPTIVE_THREADS=0 sets False) or always runs on all of
+    them.  Either way the trained weights are the same bit for bit."""
+    _threads.set_adaptive(flag)
+
+
+def get_adaptive_threads():
+    """See set_adaptive_threads."""
+    return _threads.adaptive
 
 
 #: True in a child process forked from one whose kernels had threads
@@ -137,7 +152,8 @@ def info():
     return {"isa": isa["level"], "isa_reason": isa["reason"],
             "isa_built": isa["built"], "cpu_levels": isa["cpu"],
             "directory": isa["directory"], "openmp": openmp_enabled(),
-            "threads": get_num_threads(), "vector_activations": vector_activations(),
+            "threads": get_num_threads(), "adaptive_threads": get_adaptive_threads(),
+            "vector_activations": vector_activations(),
             "fast_products": bool(_conv._fast_products()), "blas": blas_info()}
 
 
@@ -160,6 +176,11 @@ def _is_token(a, kind):
     return a.name == kind or (kind == "hyper" and a.name.startswith("hyper:"))
 
 
+#: seconds of steps the thread team measures at a time; None: csrc/team.pxd's
+#: TEAM_WINDOW_S (tests shorten it to make the team change counts often)
+team_window_s = None
+
+
 class CompiledProgram(object):
     """What ``compile_program`` returns: the plan's fused ops as a compiled
     program (csrc/trainer.pyx), rebuilt when the thread count changes."""
@@ -174,15 +195,24 @@ class CompiledProgram(object):
 
     def _build(self):
         self.n_threads = get_num_threads()
+        self.adaptive = get_adaptive_threads()
         self._c = _trainer.Program(self.ops, self.mbs, self.n_in, self.n_classes,
                                    self.plan.dtype, self.n_threads, _is_token,
-                                   keep_threshold)
+                                   keep_threshold, self.adaptive, team_window_s)
         self.hyper_names = [n[len("hyper:"):] for n in self._c.hyper_names]
 
     @property
     def opcodes(self):
         """The kernel names of the program's records, in order."""
         return list(self._c.opcodes)
+
+    def team(self):
+        """How many threads the steps have been running on and why: a dict
+        with ``threads`` (the count measured fastest so far), ``max_threads``,
+        ``adaptive``, ``windows`` (~10 ms runs of steps measured), ``probes``
+        (windows tried at another count), ``switches`` and ``steps_per_s``
+        by count (csrc/team.pxd)."""
+        return self._c.team()
 
     @property
     def last_cost(self):
@@ -299,6 +329,6 @@ def run_program(program, x, y, first, stop, hyper, counter0, augment=None):
                              "the program takes %d" % program.n_in)
         if table.shape[0]:
             aug = (table, seed)
-    if program.n_threads != get_num_threads():
+    if program.n_threads != get_num_threads() or program.adaptive != get_adaptive_threads():
         program._build()
     return program._c.run(x, y, first, stop, values, counter0, *aug)
