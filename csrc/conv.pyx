@@ -54,7 +54,7 @@ def conv_forward(x, w, out):
                 True, "the dtype of x")
     if N == 0 or F == 0:
         return
-    cdef int nt = _threads.count
+    cdef int nt = _threads.for_inference()
     cdef Py_ssize_t n = N, c = C, h = H, ww = W, f = F, kh = KH, kw = KW
     cdef Py_ssize_t size = conv_workspace_size(c, h, ww, f, kh, kw, nt, False, False)
     buf = take_workspace(_workspaces, size * cnp.PyArray_ITEMSIZE(<cnp.ndarray>x))

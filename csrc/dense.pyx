@@ -57,7 +57,7 @@ def dense_forward(x, w, b, act, scale, out):
     check_act(fn, act)
     check_array(fn, "out", out, t, (N, O), "(N, O)", True, why)
     check_blas_size(fn, max(N, I, O))
-    cdef int code = act, nt = _threads.count
+    cdef int code = act, nt = _threads.for_inference()
     cdef double s = scale
     cdef Py_ssize_t n = N, i = I, o = O
     cdef void* px = data(x)

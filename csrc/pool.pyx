@@ -43,7 +43,7 @@ def pool_forward(conv_out, b, act, poolsize, out):
     ph, pw = _poolsize(fn, poolsize)
     check_array(fn, "out", out, t, (N, F, CH // ph, CW // pw), "(N, F, CH//ph, CW//pw)",
                 True, "the dtype of conv_out")
-    cdef int code = act, nt = _threads.count
+    cdef int code = act, nt = _threads.for_inference()
     cdef Py_ssize_t n = N, f = F, ch = CH, cw = CW, h = ph, w = pw
     cdef void* pc = data(conv_out)
     cdef void* pb = data(b)

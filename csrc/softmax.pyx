@@ -27,7 +27,7 @@ def softmax_forward(logits, probs):
     N, K = logits.shape
     check_array(fn, "probs", probs, t, (N, K), "(N, K)", True, "the dtype of logits")
     cdef Py_ssize_t n = N, k = K
-    cdef int nt = _threads.count
+    cdef int nt = _threads.for_inference()
     cdef void* pl = data(logits)
     cdef void* pp = data(probs)
     with nogil:
@@ -86,7 +86,7 @@ def softmax_argmax(probs, yout):
         raise ValueError("%s: probs has shape %s; the argmax of 0 classes is undefined"
                          % (fn, probs.shape))
     cdef Py_ssize_t n = N, k = K
-    cdef int nt = _threads.count
+    cdef int nt = _threads.for_inference()
     cdef void* pp = data(probs)
     cdef int32_t* py = <int32_t*>data(yout)
     with nogil:

@@ -774,6 +774,11 @@ cdef class Program:
         self.last_cost = cost
         return cost
 
+    @property
+    def team_threads(self):
+        """The thread count the team now measures fastest."""
+        return self._team.best
+
     def team(self):
         """What the thread team did (team.pxd): ``threads`` (the count now
         measured fastest), ``max_threads``, ``adaptive``, ``windows``,

@@ -127,3 +127,37 @@ def test_set_adaptive_threads_is_checked_and_reported(cpu_threads):
     assert cpu_threads.info()["adaptive_threads"] is False
     cpu_threads.set_adaptive_threads(True)
     assert cpu_threads.info()["adaptive_threads"] is True
+
+
+def test_forward_kernels_follow_the_training_loops_measurement(cpu_threads, monkeypatch):
+    """Evaluations between training runs (and predict right after) run their
+    forward kernels on the count the training loop measured fastest while
+    that measurement is fresh; never more than set_num_threads."""
+    from fastnet._cpu import threads
+    from fastnet import Network, FullyConnectedLayer, SoftmaxLayer
+    import contextlib
+    import io
+    import numpy as np
+    monkeypatch.setattr(threads, "measured", {"threads": None, "at": 0.0})
+    cpu_threads.set_num_threads(3)
+    cpu_threads.set_adaptive_threads(True)
+    assert threads.for_inference() == 3
+    threads.note_measured(1)
+    assert threads.for_inference() == 1
+    cpu_threads.set_adaptive_threads(False)
+    assert threads.for_inference() == 3
+    cpu_threads.set_adaptive_threads(True)
+    threads.note_measured(5)                 # more than allowed: the user's count
+    assert threads.for_inference() == 3
+    threads.note_measured(1)
+    monkeypatch.setattr(threads, "MEASURED_FRESH_S", 0.0)
+    assert threads.for_inference() == 3      # stale
+    monkeypatch.setattr(threads, "MEASURED_FRESH_S", 5.0)
+    # a training run records what its team measured
+    np.random.seed(2)
+    net = Network([FullyConnectedLayer(6, 5), SoftmaxLayer(5, 3)], 4, engine="cpu")
+    x = np.random.rand(16, 6).astype(net.dtype)
+    y = (np.arange(16) % 3).astype(np.int32)
+    with contextlib.redirect_stdout(io.StringIO()):
+        net.SGD((x, y), 1, 4, 0.1, (x, y), (x, y))
+    assert threads.measured["threads"] == net.thread_team()["threads"]

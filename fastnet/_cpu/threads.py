@@ -5,6 +5,7 @@ are the public face."""
 
 import operator
 import os
+import time
 
 
 def default():
@@ -39,6 +40,31 @@ count = default()
 #: FASTNET_ADAPTIVE_THREADS=0 (or set_adaptive_threads(False)) pins it
 ADAPTIVE_ENV = "FASTNET_ADAPTIVE_THREADS"
 adaptive = os.environ.get(ADAPTIVE_ENV, "").strip() not in ("0", "false", "no", "off")
+
+
+#: the count the compiled training loop last measured fastest, and when
+#: (time.monotonic()); fastnet.engines.cpu.run_program records it
+measured = {"threads": None, "at": 0.0}
+#: how long that measurement speaks for the machine
+MEASURED_FRESH_S = 5.0
+
+
+def note_measured(n):
+    measured["threads"] = n
+    measured["at"] = time.monotonic()
+
+
+def for_inference():
+    """Threads for a forward kernel called from Python (an evaluation
+    between training runs, predict, accuracy): ``count``, or the count the
+    training loop measured fastest in the last MEASURED_FRESH_S seconds when
+    that is fewer (another process holds a core).  Forward results do not
+    depend on the thread count."""
+    n = measured["threads"]
+    if (adaptive and n is not None and n < count
+            and time.monotonic() - measured["at"] < MEASURED_FRESH_S):
+        return n
+    return count
 
 
 def set(n):  # noqa: A001 -- the module is the namespace

@@ -331,4 +331,9 @@ def run_program(program, x, y, first, stop, hyper, counter0, augment=None):
             aug = (table, seed)
     if program.n_threads != get_num_threads() or program.adaptive != get_adaptive_threads():
         program._build()
-    return program._c.run(x, y, first, stop, values, counter0, *aug)
+    cost = program._c.run(x, y, first, stop, values, counter0, *aug)
+    if program.adaptive:
+        # the evaluations that follow run their forward kernels on as many
+        # threads as the steps found fastest (threads.for_inference)
+        _threads.note_measured(program._c.team_threads)
+    return cost
