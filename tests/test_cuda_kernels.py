@@ -393,6 +393,47 @@ else:
     # ------------------------------------------------------------------
     # errors
     # ------------------------------------------------------------------
+    def test_a_planned_call_still_checks_every_array():
+        """A launch plan is built (and its arrays checked) per signature of
+        all the call's arrays: after a good call, the same leading arrays
+        with a mismatched other one are refused, never launched."""
+        f4 = np.float32
+
+        def z(*shape, dtype=f4):
+            return dev(np.zeros(shape, dtype))
+
+        x, w, b = z(2, 3), z(3, 4), z(4)
+        calls = [
+            (lambda out: E.dense_forward(x, w, b, RELU, 1.0, out), z(2, 4), z(2, 5)),
+            (lambda dw: E.dense_backward(x, w, z(2, 4), z(2, 4), RELU, dw, z(4), z(2, 3)),
+             z(3, 4), z(4, 4)),
+            (lambda mask: E.dropout_forward(x, 0.5, 1, 0, mask, z(2, 3)),
+             z(2, 3, dtype=np.uint8), z(2, 2, dtype=np.uint8)),
+            (lambda dx: E.dropout_backward(x, z(2, 3, dtype=np.uint8), dx), z(2, 3), z(3, 3)),
+            (lambda probs: E.softmax_forward(x, probs), z(2, 3), z(1, 3)),
+            (lambda y: E.softmax_nll(x, y, z(2, 3), z(2, 3)),
+             z(2, dtype=np.int32), z(1, dtype=np.int32)),
+            (lambda yout: E.softmax_argmax(x, yout), z(2, dtype=np.int32), z(3, dtype=np.int32)),
+            (lambda t: E.mse_loss(x, t, z(2, 3)), z(2, 3), z(2, 2)),
+            (lambda g: E.sgd_update(w, g, 0.1, 0.0), z(3, 4), z(4, 3)),
+            (lambda g: E.sgd_update(w, g, 0.1, 0.0), z(3, 4), z(3, 4, dtype=np.float64)),
+            (lambda out: E.conv_forward(z(1, 1, 4, 4), z(2, 1, 3, 3), out),
+             z(1, 2, 2, 2), z(1, 2, 2, 3)),
+            (lambda dw: E.conv_backward(z(1, 1, 4, 4), z(2, 1, 3, 3), z(1, 2, 2, 2), dw, None),
+             z(2, 1, 3, 3), z(2, 1, 3, 2)),
+            (lambda out: E.pool_forward(z(1, 2, 4, 4), z(2), RELU, (2, 2), out),
+             z(1, 2, 2, 2), z(1, 2, 2, 1)),
+            (lambda db: E.pool_backward(z(1, 2, 4, 4), z(1, 2, 2, 2), z(1, 2, 2, 2), RELU,
+                                        (2, 2), z(1, 2, 4, 4), db), z(2), z(3)),
+            (lambda s: E.rmsprop_update(z(5), z(5), s, 1e-3, 0.9, 1e-7, 0.0), z(5), z(4)),
+        ]
+        for i, (call, good, bad) in enumerate(calls):
+            call(good)
+            with pytest.raises(ValueError, match="shape|dtype"):
+                call(bad)
+            with pytest.raises(ValueError, match="device array"):
+                call(np.zeros(1, f4))
+
     def test_bad_arguments_raise_value_error():
         x, w = np.zeros((1, 1, 4, 4), np.float32), np.zeros((2, 1, 3, 3), np.float32)
         with pytest.raises(ValueError, match="device array"):

@@ -296,8 +296,26 @@ class DeviceScalar(object):
 
 
 # ---------------------------------------------------------------------------
-# argument checks (once per distinct call shape, when its plan is built)
+# argument checks (once per distinct call signature, when its plan is built)
 # ---------------------------------------------------------------------------
+def _signature(*arrays):
+    """What a launch plan is keyed by: each array's shape, strides, dtype and
+    type (None for an absent one).  A call whose arrays differ in any of
+    them gets a plan of its own, checked when it is built: a plan keyed by
+    its first array alone would launch a later call's mismatched arrays
+    unchecked, out of bounds on the device."""
+    return tuple(_array_signature(a) for a in arrays)
+
+
+def _array_signature(a):
+    if a is None:
+        return None
+    try:
+        return (tuple(a.shape), tuple(a.strides), a.dtype, type(a))
+    except (AttributeError, TypeError):   # not an array: the plan's checks say so
+        return (type(a), id(a))
+
+
 def _check_arrays(fname, dtype, **arrays):
     for aname, a in arrays.items():
         if a is None:
@@ -328,7 +346,7 @@ def _check_act(fname, act):
 # ---------------------------------------------------------------------------
 def conv_forward(x, w, out):
     """out = conv(x, flipped w), 'valid'.  See reference.conv_forward."""
-    key = ("conv_forward", x.shape, w.shape, x.dtype, type(x))
+    key = ("conv_forward", _signature(x, w, out))
     plan = _S.plans.get(key)
     if plan is None:
         plan = _S.plans[key] = _plan_conv_forward(x, w, out)
@@ -351,7 +369,7 @@ def _plan_conv_forward(x, w, out):
 def conv_backward(x, w, dout, dw, dx):
     """dw and (unless dx is None) dx of conv_forward, in one launch."""
     has_dx = dx is not None
-    key = ("conv_backward", x.shape, w.shape, x.dtype, has_dx, type(x))
+    key = ("conv_backward", _signature(x, w, dout, dw, dx))
     plan = _S.plans.get(key)
     if plan is None:
         plan = _S.plans[key] = _plan_conv_backward(x, w, dout, dw, dx)
@@ -386,7 +404,7 @@ def _plan_conv_backward(x, w, dout, dw, dx):
 # ---------------------------------------------------------------------------
 def pool_forward(conv_out, b, act, poolsize, out):
     """out = act(maxpool(conv_out) + b).  See reference.pool_forward."""
-    key = ("pool_forward", conv_out.shape, tuple(poolsize), conv_out.dtype, type(conv_out))
+    key = ("pool_forward", tuple(poolsize), _signature(conv_out, b, out))
     plan = _S.plans.get(key)
     if plan is None:
         plan = _S.plans[key] = _plan_pool_forward(conv_out, b, act, poolsize, out)
@@ -416,7 +434,7 @@ def _plan_pool_forward(conv_out, b, act, poolsize, out):
 
 def pool_backward(conv_out, out, dout, act, poolsize, dconv, db):
     """dz into dout, db and the routed dconv, in one launch."""
-    key = ("pool_backward", conv_out.shape, tuple(poolsize), conv_out.dtype, type(conv_out))
+    key = ("pool_backward", tuple(poolsize), _signature(conv_out, out, dout, dconv, db))
     plan = _S.plans.get(key)
     if plan is None:
         plan = _S.plans[key] = _plan_pool_backward(conv_out, out, dout, act, poolsize,
@@ -451,7 +469,7 @@ def _plan_pool_backward(conv_out, out, dout, act, poolsize, dconv, db):
 # ---------------------------------------------------------------------------
 def dense_forward(x, w, b, act, scale, out):
     """out = act(scale * (x @ w) + b), one launch."""
-    key = ("dense_forward", x.shape, w.shape, x.dtype, type(x))
+    key = ("dense_forward", _signature(x, w, b, out))
     k = _S.plans.get(key)
     if k is None:
         k = _S.plans[key] = _plan_dense_forward(x, w, b, out)
@@ -476,7 +494,7 @@ def _plan_dense_forward(x, w, b, out):
 def dense_backward(x, w, out, dout, act, dw, db, dx):
     """dz into dout, dw, db and (unless dx is None) dx, in one launch."""
     has_dx = dx is not None
-    key = ("dense_backward", x.shape, w.shape, x.dtype, has_dx, type(x))
+    key = ("dense_backward", _signature(x, w, out, dout, dw, db, dx))
     plan = _S.plans.get(key)
     if plan is None:
         plan = _S.plans[key] = _plan_dense_backward(x, w, out, dout, dw, db, dx)
@@ -535,7 +553,7 @@ def dropout_bits(seed, counter, n):
 
 def dropout_forward(x, p_dropout, seed, counter, mask, out):
     """out = x * mask, mask = dropout_bits(seed, counter, x.size) < keep_threshold(p)."""
-    key = ("dropout_forward", x.shape, x.dtype, type(x))
+    key = ("dropout_forward", _signature(x, mask, out))
     k = _S.plans.get(key)
     if k is None:
         f = "dropout_forward"
@@ -559,7 +577,7 @@ def dropout_forward(x, p_dropout, seed, counter, mask, out):
 
 def dropout_backward(dout, mask, dx):
     """dx = dout * mask."""
-    key = ("dropout_backward", dout.shape, dout.dtype, type(dout))
+    key = ("dropout_backward", _signature(dout, mask, dx))
     k = _S.plans.get(key)
     if k is None:
         f = "dropout_backward"
@@ -580,7 +598,7 @@ def dropout_backward(dout, mask, dx):
 # ---------------------------------------------------------------------------
 def softmax_forward(logits, probs):
     """probs = softmax(logits) row by row."""
-    key = ("softmax_forward", logits.shape, logits.dtype, type(logits))
+    key = ("softmax_forward", _signature(logits, probs))
     k = _S.plans.get(key)
     if k is None:
         f = "softmax_forward"
@@ -595,7 +613,7 @@ def softmax_forward(logits, probs):
 def softmax_nll(logits, y, probs, dlogits):
     """probs, dlogits = (probs - onehot(y)) / N; returns the mean NLL as a
     DeviceScalar (``float()`` it to wait for and read the number)."""
-    key = ("softmax_nll", logits.shape, logits.dtype, type(logits))
+    key = ("softmax_nll", _signature(logits, y, probs, dlogits))
     k = _S.plans.get(key)
     if k is None:
         f = "softmax_nll"
@@ -616,7 +634,7 @@ def softmax_nll(logits, y, probs, dlogits):
 def _cost_launch(fname, arrays, shape_of):
     """One block computing a cost into a DeviceScalar (sigmoid_bce, mse_loss)."""
     first = arrays[0]
-    key = (fname, first.shape, first.dtype, type(first))
+    key = (fname, _signature(*arrays))
     k = _S.plans.get(key)
     if k is None:
         _check_arrays(fname, first.dtype, **dict(zip(shape_of, arrays)))
@@ -649,7 +667,7 @@ def mse_loss(out, targets, dout):
 
 def softmax_argmax(probs, yout):
     """yout[n] = the first k with probs[n, k] maximal."""
-    key = ("softmax_argmax", probs.shape, probs.dtype, type(probs))
+    key = ("softmax_argmax", _signature(probs, yout))
     k = _S.plans.get(key)
     if k is None:
         f = "softmax_argmax"
@@ -667,7 +685,7 @@ def softmax_argmax(probs, yout):
 # ---------------------------------------------------------------------------
 def sgd_update(param, grad, eta, l2):
     """param -= eta * (grad + l2 * param), in place."""
-    key = ("sgd_update", param.shape, param.dtype, type(param))
+    key = ("sgd_update", _signature(param, grad))
     k = _S.plans.get(key)
     if k is None:
         f = "sgd_update"
@@ -683,21 +701,19 @@ def sgd_update(param, grad, eta, l2):
 
 def _optimizer(fname, param, grad, state, hyper):
     """One launch of optimizer ``fname`` over the flat arrays."""
-    key = (fname, param.shape, param.dtype, type(param))
-    n_state = update.OPTIMIZERS[fname][1]
-    # checked on every call: the plan is keyed by param alone, and a grad or
-    # state of another size would be read out of bounds on the device
-    _check_arrays(fname, param.dtype, param=param, grad=grad,
-                  **{"state %d" % i: a for i, a in enumerate(state)})
-    if len(param.shape) != 1:
-        raise ValueError("%s: param must be a flat (1-d) array, got shape %s"
-                         % (fname, tuple(param.shape)))
-    for aname, a in [("grad", grad)] + [("state %d" % i, a) for i, a in enumerate(state)]:
-        _check_shape(fname, aname, a, param.shape)
-    if len(state) != n_state:
-        raise ValueError("%s: takes %d state arrays, got %d" % (fname, n_state, len(state)))
+    key = (fname, _signature(param, grad, *state))
     k = _S.plans.get(key)
     if k is None:
+        n_state = update.OPTIMIZERS[fname][1]
+        _check_arrays(fname, param.dtype, param=param, grad=grad,
+                      **{"state %d" % i: a for i, a in enumerate(state)})
+        if len(param.shape) != 1:
+            raise ValueError("%s: param must be a flat (1-d) array, got shape %s"
+                             % (fname, tuple(param.shape)))
+        for aname, a in [("grad", grad)] + [("state %d" % i, a) for i, a in enumerate(state)]:
+            _check_shape(fname, aname, a, param.shape)
+        if len(state) != n_state:
+            raise ValueError("%s: takes %d state arrays, got %d" % (fname, n_state, len(state)))
         grid, block = update.update_config(param.size)
         k = _S.plans[key] = _configure(_kernels(param.dtype)[fname], grid, block)
     _S.launches += 1
@@ -722,7 +738,7 @@ for _name in update.OPTIMIZERS:
 
 def sum_of_squares(w):
     """sum(w**2) as a DeviceScalar (``float()`` reads it)."""
-    key = ("sum_of_squares", w.shape, w.dtype, type(w))
+    key = ("sum_of_squares", _signature(w))
     plan = _S.plans.get(key)
     if plan is None:
         _check_arrays("sum_of_squares", w.dtype, w=w)
