@@ -25,6 +25,24 @@ def _array(a, name, what):
                          % (name, what, exc)) from None
 
 
+def first_nonfinite_row(a, block_rows=256):
+    """The index of the first row of the 2-D float array ``a`` holding a NaN
+    or an Inf, or None.  One sum per block of rows (NaN and Inf carry
+    through a sum), so no temporary the size of ``a``: SGD checks its whole
+    training set on every call, and that pass is memory-bound.  A block
+    whose sum is not finite is then looked at element by element (a sum of
+    finite values can overflow)."""
+    for r0 in range(0, a.shape[0], block_rows):
+        block = a[r0:r0 + block_rows]
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.add.reduce(block, axis=None)
+        if not np.isfinite(total):
+            finite = np.isfinite(block).all(axis=1)
+            if not finite.all():
+                return r0 + int(np.argmin(finite))
+    return None
+
+
 def as_x(x, name, n_in, dtype):
     """x as a C-contiguous (n, n_in) array of ``dtype``, checked finite
     after the conversion (a float64 1e39 is Inf in float32)."""
@@ -44,9 +62,8 @@ def as_x(x, name, n_in, dtype):
     with np.errstate(over="ignore", invalid="ignore"):
         # aligned too: arrays from a buffer (Dask, mmap) may not be
         x = np.require(x, dtype=dtype, requirements="CA")
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-        row = int(np.argmin(finite))
+    row = first_nonfinite_row(x)
+    if row is not None:
         raise ValueError("%s: x row %d holds NaN or Inf (as %s)"
                          % (name, row, np.dtype(dtype).name))
     return x
@@ -94,10 +111,10 @@ def as_targets(y, name, n_rows, n_out, dtype):
         raise ValueError("%s: x has %d rows but y has %d" % (name, n_rows, y.shape[0]))
     with np.errstate(over="ignore", invalid="ignore"):
         y = np.ascontiguousarray(y, dtype=dtype)
-    finite = np.isfinite(y).all(axis=1)
-    if not finite.all():
+    row = first_nonfinite_row(y)
+    if row is not None:
         raise ValueError("%s: y row %d holds NaN or Inf (as %s)"
-                         % (name, int(np.argmin(finite)), np.dtype(dtype).name))
+                         % (name, row, np.dtype(dtype).name))
     return y
 
 

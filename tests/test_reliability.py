@@ -1017,3 +1017,23 @@ def test_sigkill_while_writing_checkpoint_loses_nothing(tmp_path, uninterrupted)
     _finish(cmd)
     assert_bitwise(_out(workdir), uninterrupted(engine))
     assert not no_temp_files(workdir), "a stale temporary file was left behind"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_nonfinite_row_across_blocks_and_overflowing_sums(dtype):
+    """SGD's data check sums blocks of rows (no temporary as big as x): the
+    first bad row is still found past the first block, Infs of both signs in
+    one block are caught, and finite values whose sum overflows pass."""
+    from fastnet.checks import first_nonfinite_row
+    x = np.zeros((1000, 7), dtype)
+    assert first_nonfinite_row(x) is None
+    big = np.finfo(dtype).max
+    x[300:310] = big                  # finite; the block's sum is Inf
+    x[311] = -big
+    assert first_nonfinite_row(x) is None
+    x[700, 2], x[700, 5] = np.inf, -np.inf      # a block sum of NaN
+    x[900, 0] = np.nan
+    assert first_nonfinite_row(x) == 700
+    assert first_nonfinite_row(x[701:]) == 199
+    assert first_nonfinite_row(x, block_rows=1) == 700
+    assert first_nonfinite_row(np.zeros((0, 7), dtype)) is None
