@@ -42,7 +42,7 @@ def augment(x, table, seed, counter, out):
     cdef uint64_t c = <uint64_t>_u64_arg(fn, "counter", counter)
     cdef Py_ssize_t N = x.shape[0]
     cdef int n_ops = tab.shape[0]
-    cdef int nt = _threads.count
+    cdef int nt = _threads.for_step()
     if nt > N:
         nt = <int>N if N > 0 else 1
     scratch = np.zeros(max(nt, 1) * AUG_SCRATCH, dtype=np.float64)

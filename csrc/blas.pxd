@@ -72,26 +72,32 @@ cdef inline void gemm(char transa, char transb, int m, int n, int k,
 cdef inline void gemm_parallel(char transa, char transb, int m, int n, int k,
                                floating alpha, const floating* a, int lda,
                                const floating* b, int ldb, floating beta,
-                               floating* c, int ldc, int n_threads) noexcept nogil:
-    """gemm, with C cut into n_threads blocks of columns (when it has at
+                               floating* c, int ldc, int n_blocks,
+                               int n_threads) noexcept nogil:
+    """gemm, with C cut into n_blocks blocks of columns (when it has at
     least as many columns as rows) or of rows, one single-threaded GEMM per
-    thread.
+    block, the blocks shared among n_threads threads.
 
     Column blocks are whole multiples of 4 columns and row blocks of 8 rows,
     so that each block keeps to the BLAS micro-kernel's full tiles except
-    at the matrix's own edge.
+    at the matrix's own edge.  The blocks, not the threads, decide the
+    result: OpenBLAS picks its kernels by the size of the product it is
+    given (its small-matrix kernels sum in another order), so a block of
+    another size may round differently.  The compiled loop's thread team
+    (team.pxd) runs fewer threads than n_blocks without changing a bit.
     """
-    cdef int t, nt, start, stop, step
+    cdef int t, nb, nt, start, stop, step
     cdef long work = <long>m * n * k
-    nt = n_threads
-    if work < 131072 or nt <= 1:
+    nb = n_blocks
+    if work < 131072 or nb <= 1:
         gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     if n >= m:
         # column blocks: C[:, j0:j1] = op(A) @ op(B)[:, j0:j1]
-        step = (((n + nt - 1) // nt) + 3) // 4 * 4
-        nt = (n + step - 1) // step
-        for t in prange(nt, num_threads=nt, schedule='static'):
+        step = (((n + nb - 1) // nb) + 3) // 4 * 4
+        nb = (n + step - 1) // step
+        nt = n_threads if n_threads < nb else nb
+        for t in prange(nb, num_threads=nt if nt >= 1 else 1, schedule='static'):
             start = t * step
             stop = start + step
             if stop > n:
@@ -101,9 +107,10 @@ cdef inline void gemm_parallel(char transa, char transb, int m, int n, int k,
                  c + start * ldc, ldc)
     else:
         # row blocks: C[i0:i1, :] = op(A)[i0:i1, :] @ op(B)
-        step = (((m + nt - 1) // nt) + 7) // 8 * 8
-        nt = (m + step - 1) // step
-        for t in prange(nt, num_threads=nt, schedule='static'):
+        step = (((m + nb - 1) // nb) + 7) // 8 * 8
+        nb = (m + step - 1) // step
+        nt = n_threads if n_threads < nb else nb
+        for t in prange(nb, num_threads=nt if nt >= 1 else 1, schedule='static'):
             start = t * step
             stop = start + step
             if stop > m:

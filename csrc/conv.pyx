@@ -100,7 +100,7 @@ def conv_backward(x, w, dout, dw, dx):
         if need_dx:
             dx.fill(0)
         return
-    cdef int nt = _threads.count
+    cdef int nt = _threads.for_step()
     cdef Py_ssize_t n = N, c = C, h = H, ww = W, f = F, kh = KH, kw = KW
     cdef Py_ssize_t size = conv_workspace_size(c, h, ww, f, kh, kw, nt, True, need_dx)
     buf = take_workspace(_workspaces, size * cnp.PyArray_ITEMSIZE(<cnp.ndarray>x))

@@ -84,8 +84,11 @@ cdef inline void dense_backward_rows(const floating* x, const floating* w,
 cdef inline void dense_forward_kernel(const floating* x, const floating* w,
                                       const floating* b, int act, floating scale,
                                       floating* out, Py_ssize_t N, Py_ssize_t I,
-                                      Py_ssize_t O, int n_threads) noexcept nogil:
+                                      Py_ssize_t O, int n_blocks, int n_threads) noexcept nogil:
     """out = act(scale * (x @ w) + b)
+
+    n_blocks: the pieces a BLAS product is cut into (gemm_parallel: they fix
+    the result), shared among n_threads threads.
 
     scale is 1 while training and (1 - p_dropout) at inference (network3).
     x (N, I)  IN;  w (I, O)  IN;  b (O,)  IN;  out (N, O)  OUT
@@ -111,7 +114,7 @@ cdef inline void dense_forward_kernel(const floating* x, const floating* w,
         return
     # out = scale * (x @ w):  column-major (O x N) = scale * w (O x I) @ x (I x N)
     gemm_parallel(c'N', c'N', <int>O, <int>N, <int>I, scale, w, <int>O, x, <int>I,
-                  <floating>0, out, <int>O, n_threads)
+                  <floating>0, out, <int>O, n_blocks, n_threads)
     T = threads_for(n_threads, N, N * O)
     if T == 1:
         activate_rows(out, b, N, O, act)
@@ -126,6 +129,7 @@ cdef inline void dense_backward_kernel(const floating* x, const floating* w,
                                        const floating* out, floating* dout, int act,
                                        floating* dw, floating* db, floating* dx,
                                        Py_ssize_t N, Py_ssize_t I, Py_ssize_t O,
+                                       int n_blocks,
                                        int n_threads) noexcept nogil:
     """Gradients of dense_forward_kernel with scale 1 (the training path).
 
@@ -157,11 +161,11 @@ cdef inline void dense_backward_kernel(const floating* x, const floating* w,
         return
     # dw = x.T @ dz:  column-major (O x I) = dz (O x N) @ x.T (N x I)
     gemm_parallel(c'N', c'T', <int>O, <int>I, <int>N, <floating>1, dout, <int>O,
-                  x, <int>I, <floating>0, dw, <int>O, n_threads)
+                  x, <int>I, <floating>0, dw, <int>O, n_blocks, n_threads)
     if dx != NULL:
         # dx = dz @ w.T:  column-major (I x N) = w.T (I x O) @ dz (O x N)
         gemm_parallel(c'T', c'N', <int>I, <int>N, <int>O, <floating>1, w, <int>O,
-                      dout, <int>O, <floating>0, dx, <int>I, n_threads)
+                      dout, <int>O, <floating>0, dx, <int>I, n_blocks, n_threads)
 
 
 # ---------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def dense_forward(x, w, b, act, scale, out):
     check_act(fn, act)
     check_array(fn, "out", out, t, (N, O), "(N, O)", True, why)
     check_blas_size(fn, max(N, I, O))
-    cdef int code = act, nt = _threads.for_inference()
+    cdef int code = act, nt = _threads.for_inference(), nb = _threads.count
     cdef double s = scale
     cdef Py_ssize_t n = N, i = I, o = O
     cdef void* px = data(x)
@@ -67,10 +67,10 @@ def dense_forward(x, w, b, act, scale, out):
     with nogil:
         if t == cnp.NPY_FLOAT32:
             dense_forward_kernel(<const float*>px, <const float*>pw, <const float*>pb,
-                                 code, <float>s, <float*>po, n, i, o, nt)
+                                 code, <float>s, <float*>po, n, i, o, nb, nt)
         else:
             dense_forward_kernel(<const double*>px, <const double*>pw,
-                                 <const double*>pb, code, s, <double*>po, n, i, o, nt)
+                                 <const double*>pb, code, s, <double*>po, n, i, o, nb, nt)
 
 
 def dense_backward(x, w, out, dout, act, dw, db, dx):
@@ -95,7 +95,7 @@ def dense_backward(x, w, out, dout, act, dw, db, dx):
     if dx is not None:
         check_array(fn, "dx", dx, t, (N, I), "(N, I)", True, why)
     check_blas_size(fn, max(N, I, O))
-    cdef int code = act, nt = _threads.count
+    cdef int code = act, nt = _threads.for_step(), nb = _threads.count
     cdef Py_ssize_t n = N, i = I, o = O
     cdef void* px = data(x)
     cdef void* pw = data(w)
@@ -108,11 +108,11 @@ def dense_backward(x, w, out, dout, act, dw, db, dx):
         if t == cnp.NPY_FLOAT32:
             dense_backward_kernel(<const float*>px, <const float*>pw, <const float*>pout,
                                   <float*>pd, code, <float*>pdw, <float*>pdb,
-                                  <float*>pdx, n, i, o, nt)
+                                  <float*>pdx, n, i, o, nb, nt)
         else:
             dense_backward_kernel(<const double*>px, <const double*>pw,
                                   <const double*>pout, <double*>pd, code,
-                                  <double*>pdw, <double*>pdb, <double*>pdx, n, i, o, nt)
+                                  <double*>pdw, <double*>pdb, <double*>pdx, n, i, o, nb, nt)
 
 
 # ---------------------------------------------------------------------------
@@ -148,7 +148,7 @@ def dropout_bits(seed, counter, n):
     bits = np.empty(count, dtype=np.uint32)
     cdef Py_ssize_t m = count
     cdef uint32_t* pb = <uint32_t*>data(bits)
-    cdef int nt = _threads.count
+    cdef int nt = _threads.for_step()
     with nogil:
         dropout_bits_kernel(s, c, m, pb, nt)
     return bits
@@ -173,7 +173,7 @@ def dropout_forward(x, p_dropout, seed, counter, mask, out):
     cdef uint64_t s = _u64(fn, "seed", seed)
     cdef uint64_t c = _u64(fn, "counter", counter)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>x)
-    cdef int nt = _threads.count
+    cdef int nt = _threads.for_step()
     cdef void* px = data(x)
     cdef uint8_t* pm = <uint8_t*>data(mask)
     cdef void* po = data(out)
@@ -193,7 +193,7 @@ def dropout_backward(dout, mask, dx):
     check_array(fn, "mask", mask, cnp.NPY_UINT8, shape, letters, False)
     check_array(fn, "dx", dx, t, shape, letters, True, "the dtype of dout")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>dout)
-    cdef int nt = _threads.count
+    cdef int nt = _threads.for_step()
     cdef void* pd = data(dout)
     cdef uint8_t* pm = <uint8_t*>data(mask)
     cdef void* px = data(dx)

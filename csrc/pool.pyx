@@ -80,7 +80,7 @@ def pool_backward(conv_out, out, dout, act, poolsize, dconv, db):
     check_array(fn, "dout", dout, t, pooled, "(N, F, CH//ph, CW//pw)", True, why)
     check_array(fn, "dconv", dconv, t, (N, F, CH, CW), "(N, F, CH, CW)", True, why)
     check_array(fn, "db", db, t, (F,), "(F,)", True, why)
-    cdef int code = act, nt = _threads.count
+    cdef int code = act, nt = _threads.for_step()
     cdef Py_ssize_t n = N, f = F, ch = CH, cw = CW, h = ph, w = pw
     cdef void* pc = data(conv_out)
     cdef void* po = data(out)

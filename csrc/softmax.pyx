@@ -58,7 +58,7 @@ def softmax_nll(logits, y, probs, dlogits):
         if py[i] < 0 or py[i] >= k:
             raise ValueError("%s: y[%d] = %d is not a class label in [0, %d)"
                              % (fn, i, py[i], k))
-    cdef int nt = _threads.count
+    cdef int nt = _threads.for_step()
     cdef void* pl = data(logits)
     cdef void* pp = data(probs)
     cdef void* pd = data(dlogits)

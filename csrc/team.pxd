@@ -15,9 +15,10 @@
 # the count's record, which is what a process taking a core looks like.
 #
 # Changing the count changes no result: every kernel of the loop splits
-# its work in pieces fixed by the sizes, not by the thread count (conv.pxd's
-# conv_blocks, the products' output blocks, softmax.pxd's COST_BLOCKS), so
-# the weights are bitwise those of any fixed count
+# its work in pieces fixed by the sizes (conv.pxd's conv_blocks,
+# softmax.pxd's COST_BLOCKS) or, for BLAS products, by the program's thread
+# count (blas.pxd's gemm_parallel: n_blocks), never by the team's count, so
+# the weights are bitwise those of every step on all the threads
 # (tests/test_trainer.py, test_adaptive_team_changes_no_result).
 
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC

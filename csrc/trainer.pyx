@@ -270,7 +270,7 @@ cdef void apply_update(Rec* u, floating* param, Py_ssize_t off, Py_ssize_t n,
 
 
 cdef void backward_update(Rec* r, floating* w, Rec* upd, void* rows,
-                          const double* hyper, int T) noexcept nogil:
+                          const double* hyper, int P, int T) noexcept nogil:
     """dense_backward (r) and the update of its parameters (upd[r.first],
     the weights, and upd[r.first + 1], the biases) in one pass:
     dz = dout * act'(out);  dx = dz @ w.T (with the old w);  gw = x.T @ dz,
@@ -306,10 +306,10 @@ cdef void backward_update(Rec* r, floating* w, Rec* upd, void* rows,
     if dx != NULL:
         # dx = dz @ w.T:  column-major (I x N) = w.T (I x O) @ dz (O x N)
         gemm_parallel(c'T', c'N', <int>I, <int>N, <int>O, <floating>1,
-                      w, <int>O, dout, <int>O, <floating>0, dx, <int>I, T)
+                      w, <int>O, dout, <int>O, <floating>0, dx, <int>I, P, T)
     # gw = x.T @ dz:  column-major (O x I) = dz (O x N) @ x.T (N x I)
     gemm_parallel(c'N', c'T', <int>O, <int>I, <int>N, <floating>1, dout, <int>O,
-                  x, <int>I, <floating>0, gw, <int>O, T)
+                  x, <int>I, <floating>0, gw, <int>O, P, T)
     # a product big enough for threads: so is its update
     apply_update(uw, w, 0, I * O, hyper, T if T > 1 else 1)
     apply_update(ub, <floating*>ub.a[0], 0, O, hyper, 1)
@@ -317,9 +317,12 @@ cdef void backward_update(Rec* r, floating* w, Rec* upd, void* rows,
 
 cdef void run_step(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floating* xb,
                    const void* yb, uint64_t counter, const double* hyper,
-                   floating* work, Py_ssize_t per, int T, double* cost) noexcept nogil:
+                   floating* work, Py_ssize_t per, int P, int T,
+                   double* cost) noexcept nogil:
     """One training step: the program's records in order, on the mini-batch
-    xb (N, n_in) with labels yb (N,) int32 or targets (N, K) floating."""
+    xb (N, n_in) with labels yb (N,) int32 or targets (N, K) floating, on T
+    threads; BLAS products cut into P blocks (gemm_parallel), P the
+    program's thread count whatever T the team chose."""
     cdef int k
     cdef Rec* r
     cdef void* rows = <void*>xb
@@ -340,6 +343,7 @@ cdef void run_step(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floatin
             dense_forward_kernel(<floating*>arg(r, 0, rows), <floating*>r.a[1],
                                  <floating*>r.a[2], r.act, <floating>r.scale,
                                  <floating*>r.a[3], r.nrow, r.nin, r.nout,
+                                 dense_threads(P, r.nrow, r.nin, r.nout),
                                  dense_threads(T, r.nrow, r.nin, r.nout))
         elif r.code == OP_SOFTMAX_NLL:
             cost[0] = softmax_nll_kernel(<floating*>r.a[0], <const int32_t*>yb,
@@ -357,9 +361,11 @@ cdef void run_step(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floatin
                                   <floating*>r.a[2], <floating*>r.a[3], r.act,
                                   <floating*>r.a[4], <floating*>r.a[5],
                                   <floating*>r.a[6], r.nrow, r.nin, r.nout,
+                                  dense_threads(P, r.nrow, r.nin, r.nout),
                                   dense_threads(T, r.nrow, r.nin, r.nout))
         elif r.code == OP_BACKWARD_UPDATE:
             backward_update(r, <floating*>r.a[1], upd, rows, hyper,
+                            dense_threads(P, r.nrow, r.nin, r.nout),
                             dense_threads(T, r.nrow, r.nin, r.nout))
         elif r.code == OP_DROPOUT_BACKWARD:
             dropout_backward_kernel(<floating*>r.a[0], <uint8_t*>r.a[1],
@@ -397,7 +403,7 @@ cdef void run_steps(Rec* ops, int n_ops, ConvLayer* conv, Rec* upd, const floati
                            aug_scratch, T)
             xb = aug_buf
         run_step(ops, n_ops, conv, upd, xb, y + i * N * y_row, counter, hyper, work,
-                 per, T, cost)
+                 per, team.max_threads, T, cost)
         team_step_done(team)
 
 
@@ -798,13 +804,24 @@ cdef class ThreadTeam:
     tests drive it through load changes without a clock."""
     cdef Team t
 
-    def __init__(self, int max_threads, bint adaptive=True):
-        team_init(&self.t, max_threads, adaptive, TEAM_WINDOW_S)
+    def __init__(self, int max_threads, bint adaptive=True, window_s=None):
+        team_init(&self.t, max_threads, adaptive,
+                  TEAM_WINDOW_S if window_s is None else float(window_s))
 
     @property
     def threads(self):
         """The count the next window runs at."""
         return self.t.threads
+
+    @property
+    def best(self):
+        """The count measured fastest."""
+        return self.t.best
+
+    @property
+    def window_s(self):
+        """Seconds of steps per window."""
+        return self.t.window_s
 
     @property
     def probing(self):

@@ -32,7 +32,7 @@ def sgd_update(param, grad, eta, l2):
                 "the dtype of param")
     cdef double e = eta, l = l2
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    cdef int nt = _threads.count
+    cdef int nt = _threads.for_step()
     cdef void* pp = data(param)
     cdef void* pg = data(grad)
     with nogil:
@@ -56,7 +56,7 @@ cdef _optimizer(str fn, int opt, object param, object grad, tuple state, tuple h
     for k, v in enumerate(hyper):
         h[k] = v
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    cdef int nt = _threads.count
+    cdef int nt = _threads.for_step()
     cdef void* pp = data(param)
     cdef void* pg = data(grad)
     cdef void* s0 = data(state[0]) if len(state) > 0 else NULL

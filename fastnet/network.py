@@ -12,6 +12,7 @@ counts as a new best, and the L2 term divides by the current SGD call's
 number of training mini-batches.
 """
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -178,6 +179,7 @@ class Network(object):
         self._device_live = False
         self._plan = None
         self._program = None
+        self._step_team = None      # engine.step_team(): train_batch's thread team
         self._ensure_plan()
 
     # ------------------------------------------------------------------
@@ -327,11 +329,14 @@ class Network(object):
         many threads a step runs on (a dict: ``threads``, the count measured
         fastest; ``max_threads``; ``adaptive``; ``windows``, ``probes``,
         ``switches``; ``steps_per_s`` by count), or None before ``SGD`` has
-        run on an engine with such a loop."""
+        run on an engine with such a loop.  A network trained only by
+        ``train_batch`` reports the team of those kernel-by-kernel steps."""
         program = self._program
-        if program is None or not hasattr(program, "team"):
-            return None
-        return program.team()
+        if program is not None and hasattr(program, "team"):
+            return program.team()
+        if self._step_team is not None:    # trained by train_batch
+            return self._step_team.team()
+        return None
 
     def _check_augment(self, augment):
         """(table, buffer) for SGD's ``augment`` keyword, and its spec
@@ -909,7 +914,11 @@ class Network(object):
             hyper = optimizer.hyper(None, 0.0)
             self._params_to_engine()
             x_e, y_e = self._to_engine(x, y)
-            cost = plan.run_step(x_e, y_e, self.step_count, hyper)
+            if self._step_team is None and hasattr(self.engine, "step_team"):
+                self._step_team = self.engine.step_team()
+            with (self._step_team.step() if self._step_team is not None
+                  else contextlib.nullcontext()):
+                cost = plan.run_step(x_e, y_e, self.step_count, hyper)
             self.step_count += 1
             pred = self.engine.to_host(plan.passes(n).infer_out[-1])
             self._params_to_host()

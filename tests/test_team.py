@@ -161,3 +161,65 @@ def test_forward_kernels_follow_the_training_loops_measurement(cpu_threads, monk
     with contextlib.redirect_stdout(io.StringIO()):
         net.SGD((x, y), 1, 4, 0.1, (x, y), (x, y))
     assert threads.measured["threads"] == net.thread_team()["threads"]
+
+
+def test_train_batch_steps_have_a_team_too(cpu_threads):
+    """Network.train_batch (fastnet.keras's fit) runs its kernels one by one
+    from Python; a StepTeam times those steps with the same controller and
+    sets their kernels' count for the calling thread only.  With a window of
+    one step it probes all the time, and the weights are bitwise those of
+    every step on all 3 threads (the 20 x 48 x 300 products are cut into
+    3 blocks either way: gemm_parallel)."""
+    import numpy as np
+    from fastnet import Network, FullyConnectedLayer, SoftmaxLayer, ConvPoolLayer, ReLU
+    from fastnet._cpu import threads
+    from fastnet.optim import Adam
+
+    def run(n, adaptive):
+        cpu_threads.set_num_threads(n)
+        cpu_threads.set_adaptive_threads(adaptive)
+        cpu_threads.team_window_s = 1e-9
+        np.random.seed(5)
+        net = Network([ConvPoolLayer((3, 1, 5, 5), (20, 1, 12, 12), activation_fn=ReLU),
+                       FullyConnectedLayer(3 * 4 * 4, 300, activation_fn=ReLU, p_dropout=0.2),
+                       SoftmaxLayer(300, 10)], 20, engine="cpu")
+        rs = np.random.RandomState(0)
+        x = rs.rand(200, 144).astype(net.dtype)
+        y = rs.randint(0, 10, 200).astype(np.int32)
+        opt = Adam(lr=1e-3)
+        losses = [net.train_batch(x[i:i + 20], y[i:i + 20], optimizer=opt)
+                  for i in range(0, 200, 20) for _ in range(3)]
+        return net, losses, [p.get_value() for p in net.params]
+
+    fixed_net, fixed_losses, fixed = run(3, False)
+    team_net, team_losses, moved = run(3, True)
+    team = team_net.thread_team()
+    # 30 steps, a window each: probes at windows 3 and 12 at least
+    assert team["adaptive"] and team["max_threads"] == 3 and team["probes"] >= 2, team
+    assert fixed_net.thread_team() is None          # pinned: no team
+    assert team_losses == fixed_losses
+    for i, (a, b) in enumerate(zip(fixed, moved)):
+        assert np.array_equal(a, b), "param %d: step team vs pinned" % i
+    assert not threads.step_running()               # set only while a step runs
+    assert threads.for_step() == 3
+
+
+def test_step_team_sets_the_count_for_its_own_thread_only(cpu_threads):
+    import threading
+    from fastnet._cpu import threads
+    cpu_threads.set_num_threads(2)
+    cpu_threads.set_adaptive_threads(True)
+    team = cpu_threads.StepTeam()
+    seen = {}
+    with team.step():
+        inside = threads.for_step()
+        t = threading.Thread(target=lambda: seen.update(other=threads.for_step()))
+        t.start()
+        t.join()
+        with team.step():                   # nested: the running step's count
+            assert threads.for_step() == inside
+    assert inside in (1, 2) and seen["other"] == 2
+    assert threads.for_step() == 2 and not threads.step_running()
+    cpu_threads.set_adaptive_threads(False)
+    with team.step():
+        assert not threads.step_running()

@@ -315,9 +315,10 @@ def test_program_refuses_unknown_op():
 def test_adaptive_team_changes_no_result(cpu_threads, floatx):
     """The thread team (csrc/team.pxd) moves steps between thread counts as
     it measures them; with a window of one step it probes all the time, and
-    the weights are still bitwise those of one fixed thread: conv blocks,
-    split products (a 300 x 200 layer at mini-batch 50), dropout and the
-    cost do not depend on the count."""
+    the weights and the cost are still bitwise those of every step on all
+    the threads: conv blocks, dropout and the cost do not depend on the
+    count, and BLAS products (the 300 x 400 layer at mini-batch 50 is cut in
+    row blocks) are cut by the thread count set, not by the team's."""
     def run(threads, adaptive):
         cpu_threads.set_num_threads(threads)
         cpu_threads.set_adaptive_threads(adaptive)
@@ -326,22 +327,25 @@ def test_adaptive_team_changes_no_result(cpu_threads, floatx):
         mbs = 50
         net = Network([ConvPoolLayer((3, 1, 5, 5), (mbs, 1, 12, 12), activation_fn=ReLU),
                        FullyConnectedLayer(3 * 4 * 4, 300, activation_fn=ReLU, p_dropout=0.2),
-                       FullyConnectedLayer(300, 200, activation_fn=sigmoid),
-                       SoftmaxLayer(200, 10)], mbs, engine="cpu")
-        x, y = _data(net.n_in, net.n_classes, n=12 * mbs)
+                       FullyConnectedLayer(300, 400, activation_fn=sigmoid),
+                       SoftmaxLayer(400, 10)], mbs, engine="cpu")
+        x, y = _data(net.n_in, net.n_classes, n=30 * mbs)
         with contextlib.redirect_stdout(io.StringIO()):
             net.SGD((x.astype(floatx), y), 2, mbs, 0.5, (x[:mbs].astype(floatx), y[:mbs]),
                     (x[:mbs].astype(floatx), y[:mbs]), lmbda=0.7)
         return net, [p.get_value() for p in net.params]
 
-    fixed_net, fixed = run(1, False)
-    team_net, moved = run(3, True)
-    team = team_net.thread_team()
-    assert team["adaptive"] and team["max_threads"] == 3
-    assert team["probes"] >= 3, team     # steps really ran on other counts
-    assert not fixed_net.thread_team()["adaptive"]
+    # 60 steps, a window each: probes at windows 3, 12 and 45 at least
+    for threads in (2, 3):
+        pinned_net, pinned = run(threads, False)
+        team_net, moved = run(threads, True)
+        team = team_net.thread_team()
+        assert team["adaptive"] and team["max_threads"] == threads
+        assert team["probes"] >= 3, team     # steps really ran on other counts
+        assert not pinned_net.thread_team()["adaptive"]
+        for i, (a, b) in enumerate(zip(pinned, moved)):
+            assert np.array_equal(a, b), "param %d: adaptive team vs pinned, %d threads" % (
+                i, threads)
+        assert team_net._program.last_cost == pinned_net._program.last_cost
     assert Network([FullyConnectedLayer(4, 3), SoftmaxLayer(3, 2)], 5,
                    engine="cpu").thread_team() is None
-    for i, (a, b) in enumerate(zip(fixed, moved)):
-        assert np.array_equal(a, b), "param %d: adaptive team vs one thread" % i
-    assert team_net._program.last_cost == fixed_net._program.last_cost

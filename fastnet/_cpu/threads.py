@@ -5,6 +5,7 @@ are the public face."""
 
 import operator
 import os
+import threading
 import time
 
 
@@ -54,12 +55,41 @@ def note_measured(n):
     measured["at"] = time.monotonic()
 
 
+# a training step run kernel by kernel from Python (Network.train_batch)
+# has its own team (fastnet.engines.cpu.StepTeam), which sets the count of
+# the step's kernels here, for the calling Python thread only
+_step = threading.local()
+
+
+def begin_step(n):
+    _step.threads = n
+
+
+def end_step():
+    _step.threads = None
+
+
+def step_running():
+    return getattr(_step, "threads", None) is not None
+
+
+def for_step():
+    """Threads for a training kernel called from Python: the step team's
+    choice while a step runs in this Python thread, else ``count``."""
+    n = getattr(_step, "threads", None)
+    return count if n is None else n
+
+
 def for_inference():
     """Threads for a forward kernel called from Python (an evaluation
-    between training runs, predict, accuracy): ``count``, or the count the
-    training loop measured fastest in the last MEASURED_FRESH_S seconds when
-    that is fewer (another process holds a core).  Forward results do not
-    depend on the thread count."""
+    between training runs, predict, accuracy): a running step's count
+    (for_step), else ``count``, or the count the training loop measured
+    fastest in the last MEASURED_FRESH_S seconds when that is fewer (another
+    process holds a core).  Forward results do not depend on the thread
+    count."""
+    n = getattr(_step, "threads", None)
+    if n is not None:
+        return n
     n = measured["threads"]
     if (adaptive and n is not None and n < count
             and time.monotonic() - measured["at"] < MEASURED_FRESH_S):

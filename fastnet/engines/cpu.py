@@ -14,7 +14,9 @@ Threads: ``OMP_NUM_THREADS`` if set, else ``os.cpu_count()``;
 BLAS runs single-threaded under the kernels (see fastnet/_cpu/__init__.py).
 """
 
+import contextlib
 import os
+import time
 
 from .._cpu import threads as _threads
 
@@ -223,6 +225,51 @@ class CompiledProgram(object):
         """Train mini-batches first .. stop-1 of (x, y) in one compiled call
         (see ``run_program`` for the arguments); returns the last cost."""
         return run_program(self, x, y, first, stop, hyper, counter0, augment)
+
+
+class StepTeam(object):
+    """The thread team for training steps run kernel by kernel from Python
+    (``Network.train_batch``, so ``fastnet.keras``'s ``fit``): the compiled
+    loop's controller (csrc/team.pxd, through ``ThreadTeam``), fed the time
+    of each ``with team.step():`` block; while a block runs, the kernels
+    called from its Python thread use the count the team chose
+    (threads.for_step).  A team per network, like the compiled program's."""
+
+    def __init__(self):
+        self._team = None
+        self._elapsed = 0.0
+        self._steps = 0
+
+    @contextlib.contextmanager
+    def step(self):
+        n = get_num_threads()
+        if n <= 1 or not get_adaptive_threads() or _threads.step_running():
+            yield
+            return
+        if self._team is None or self._team.state()["max_threads"] != n:
+            self._team = _trainer.ThreadTeam(n, True, team_window_s)
+            self._elapsed, self._steps = 0.0, 0
+        _threads.begin_step(self._team.threads)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            _threads.end_step()
+            self._elapsed += time.perf_counter() - t0
+            self._steps += 1
+            if self._elapsed >= self._team.window_s:
+                self._team.window(self._elapsed / self._steps)
+                self._elapsed, self._steps = 0.0, 0
+            _threads.note_measured(self._team.best)
+
+    def team(self):
+        """As CompiledProgram.team(), or None before a step ran adaptively."""
+        return None if self._team is None else self._team.state()
+
+
+def step_team():
+    """A StepTeam for one network's kernel-by-kernel training steps."""
+    return StepTeam()
 
 
 def compile_program(plan, n=None):
