@@ -14,6 +14,7 @@ import contextlib
 import difflib
 import gzip
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -30,9 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 # FASTNET_CONFORMANCE_DIR points the tests at another copy
 IN_REPO_CONFORMANCE = REPO / "tests" / "conformance"
 CONFORMANCE = Path(os.environ.get("FASTNET_CONFORMANCE_DIR") or IN_REPO_CONFORMANCE)
-# the real MNIST digits of the recipe: the package's bundled sample, the same
-# bytes as the development machines' shared/data/mnist-t10k
-MNIST_DIR = REPO / "fastnet" / "_data"
+# the real MNIST digits of the recipe: the bundled sample of the fastnet under
+# test (a source tree or an installed wheel), the same bytes as the
+# development machines' shared/data/mnist-t10k
+MNIST_DIR = Path(importlib.util.find_spec("fastnet").origin).resolve().parent / "_data"
 # where the copies came from, beside the repository in development and CI
 SHARED = REPO.parent / "shared"
 SHARED_CONFORMANCE = SHARED / "conformance"

@@ -66,6 +66,7 @@ def test_bench_cuda_smoke_without_gpu_skips_every_engine(tmp_path):
 def test_bench_fastnet_cuda_probe_under_the_simulator():
     # the probe only (no training: the simulator takes minutes per step of
     # the bench's networks); it must say it runs on the simulator, not a GPU
+    cu.import_or_skip("numba_cuda", "the CUDA tests need the cuda extra: pip install '.[cuda]'")
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bench", "engine_fastnet.py"), "--probe",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fastnet
 from fastnet import config
 from fastnet.data import (NPZ_NAMES, load_data, load_data_shared, load_idx,
                           size)
@@ -24,6 +25,8 @@ from fastnet.datasets import SAMPLE_FILES, mnist_sample
 from fastnet.params import Shared
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# the bundled sample as this fastnet has it (a source tree, or an installed wheel)
+BUNDLED = Path(fastnet.__file__).resolve().parent / "_data"
 CONFORMANCE = REPO_ROOT / "tests" / "conformance"      # the repository's golden files
 PART_KEYS = ("train", "valid", "test")
 
@@ -186,10 +189,10 @@ def test_sample_matches_conformance_sha256(sample):
 
 
 def test_sample_files_are_the_published_ones():
-    readme = (REPO_ROOT / "fastnet" / "_data" / "README").read_text()
+    readme = (BUNDLED / "README").read_text()
     for name, md5 in zip(SAMPLE_FILES, ("9fb629c4189551a2d022fa330f9573f3",
                                         "ec29112dd5afa0611ce80d1b7f02629c")):
-        data = (REPO_ROOT / "fastnet" / "_data" / name).read_bytes()
+        data = (BUNDLED / name).read_bytes()
         assert hashlib.md5(data).hexdigest() == md5
         assert md5 in readme
     assert "CC BY-SA 3.0" in readme
@@ -223,8 +226,8 @@ def test_sample_shared_float64(sample, floatx64):
 
 
 def test_bundled_idx_is_the_sample_before_shuffling(sample):
-    images = load_idx(REPO_ROOT / "fastnet" / "_data" / SAMPLE_FILES[0])
-    labels = load_idx(REPO_ROOT / "fastnet" / "_data" / SAMPLE_FILES[1])
+    images = load_idx(BUNDLED / SAMPLE_FILES[0])
+    labels = load_idx(BUNDLED / SAMPLE_FILES[1])
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and labels.dtype == np.uint8
     p = np.random.RandomState(2026).permutation(10000)

@@ -11,8 +11,10 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGE = os.path.join(REPO, "fastnet")
+import fastnet  # noqa: E402 -- the fastnet under test: a source tree or an installed wheel
+
+PACKAGE = os.path.dirname(os.path.abspath(fastnet.__file__))
+REPO = os.path.dirname(PACKAGE)     # the folder fastnet imports from
 
 
 def _modules():
