@@ -237,6 +237,7 @@ class StepTeam(object):
 
     def __init__(self):
         self._team = None
+        self._max = 0
         self._elapsed = 0.0
         self._steps = 0
 
@@ -246,8 +247,9 @@ class StepTeam(object):
         if n <= 1 or not get_adaptive_threads() or _threads.step_running():
             yield
             return
-        if self._team is None or self._team.state()["max_threads"] != n:
+        if self._team is None or self._max != n:
             self._team = _trainer.ThreadTeam(n, True, team_window_s)
+            self._max = n
             self._elapsed, self._steps = 0.0, 0
         _threads.begin_step(self._team.threads)
         t0 = time.perf_counter()
