@@ -11,8 +11,9 @@
 # count believed fastest, now and then one window at a neighbouring count
 # (a probe), and moves when the probe is faster.  Probes back off while
 # they keep confirming the choice (after 2, 8, 32, then every 128 windows:
-# < 1 % of the time on free cores) and come at once when a window is much slower than
-# the count's record, which is what a process taking a core looks like.
+# < 1 % of the time on free cores) and come at once when a window is much
+# slower than the count's record, which is what a process taking a core
+# looks like.
 #
 # Changing the count changes no result: every kernel of the loop splits
 # its work in pieces fixed by the sizes (conv.pxd's conv_blocks,
